@@ -1,0 +1,461 @@
+"""The run bundle: one portable file per capture.
+
+A bundle is a zip archive holding ``manifest.json`` (the run, its fingerprint
+and its cases, with ``schema_version``) and one entry ``arrays/<sha256>`` per
+distinct array, raw little-endian bytes, deflate-compressed. Bundles come from
+other machines and people, so reading one trusts nothing: sizes are bounded
+before anything is decompressed, every field is checked, every array's bytes
+are checked against its dtype, shape and digest, and nothing is ever unpickled.
+Any problem raises a ``BundleError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
+from core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
+
+FORMAT = "driftboard-run"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAY_PREFIX = "arrays/"
+SUFFIX = ".driftboard"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size bounds that keep a hostile bundle from exhausting memory."""
+
+    file_bytes: int = 64 * 2**20
+    manifest_bytes: int = 8 * 2**20
+    array_bytes: int = 64 * 2**20
+    total_bytes: int = 256 * 2**20
+    entries: int = 20_000
+    json_depth: int = 32
+    string_chars: int = 64 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle: its run, its arrays and the digest of its manifest."""
+
+    run: Run
+    arrays: MemoryArrays
+    digest: str  # sha256 of manifest.json: the identity of the run's content
+    size: int
+
+
+# ---------------------------------------------------------------- writing
+
+
+def manifest_of(run: Run) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "run_id": run.run_id,
+            "created_at": run.created_at,
+            "label": run.label,
+            "tags": list(run.tags),
+            "note": run.note,
+            "variant": run.variant,
+            "suite": {"id": run.suite_id, "version": run.suite_version},
+            "settings": run.settings,
+            "tool_version": run.tool_version,
+            "imported": run.imported,
+        },
+        "fingerprint": run.fingerprint,
+        "fingerprint_digest": run.fingerprint_digest,
+        "cases": [_case_json(case) for case in run.cases],
+    }
+
+
+def _case_json(case: CaseResult) -> dict[str, Any]:
+    return {
+        "case_id": case.case_id,
+        "device": case.device,
+        "dtype": case.dtype,
+        "input_digest": case.input_digest,
+        "weight_digest": case.weight_digest,
+        "output": case.output.to_json() if case.output else None,
+        "layers": [{"name": name, "array": ref.to_json()} for name, ref in case.layers],
+        "time_axis": case.time_axis,
+        "repeats": case.repeats,
+        "repeat_identical": case.repeat_identical,
+        "seconds": case.seconds,
+        "error": case.error,
+    }
+
+
+def bundle_bytes(run: Run, arrays: ArraySource) -> bytes:
+    """The bundle file's bytes; equal runs give equal bytes (fixed timestamps)."""
+    buffer = io.BytesIO()
+    manifest = json.dumps(manifest_of(run), sort_keys=True, allow_nan=False, separators=(",", ":"))
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        zf.writestr(_entry(MANIFEST), manifest.encode("utf-8"))
+        seen: set[str] = set()
+        for case in run.cases:
+            for ref in case.refs():
+                if ref.sha256 in seen:
+                    continue
+                seen.add(ref.sha256)
+                data = arrays.load(ref).astype(DTYPES[ref.dtype], copy=False).tobytes()
+                zf.writestr(_entry(ARRAY_PREFIX + ref.sha256), data)
+    return buffer.getvalue()
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def write_bundle(path: str | Path, run: Run, arrays: ArraySource) -> Path:
+    """Write atomically: a reader never sees half a bundle."""
+    path = Path(path)
+    data = bundle_bytes(run, arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Bundle:
+    """Read and fully validate a bundle from a path, bytes or a binary file."""
+    data = _bounded_bytes(source, limits)
+    if not data.startswith(b"PK\x03\x04"):
+        raise BundleError("file", "not a driftboard bundle (expected a zip archive holding manifest.json)")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        raise BundleError("file", f"truncated or corrupt archive ({exc})") from None
+    with zf:
+        entries = _index_entries(infos, limits)
+        manifest_raw = _read_entry(zf, entries[MANIFEST], limits.manifest_bytes, MANIFEST)
+        manifest = upgrade(parse_manifest(manifest_raw, limits))
+        run = run_from_manifest(manifest, limits)
+        arrays = _read_arrays(zf, entries, run, limits)
+    return Bundle(run=run, arrays=arrays, digest=sha256_hex(manifest_raw), size=len(data))
+
+
+def _bounded_bytes(source: str | Path | bytes | BinaryIO, limits: Limits) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > limits.file_bytes:
+                raise BundleTooLargeError("file", f"{size} bytes exceeds the limit of {limits.file_bytes}")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BundleError("file", f"cannot read {path}: {exc.strerror or exc}") from None
+    else:
+        data = source.read(limits.file_bytes + 1)
+    if len(data) > limits.file_bytes:
+        raise BundleTooLargeError("file", f"more than {limits.file_bytes} bytes")
+    if not data:
+        raise BundleError("file", "empty file")
+    return data
+
+
+def _index_entries(infos: list[zipfile.ZipInfo], limits: Limits) -> dict[str, zipfile.ZipInfo]:
+    if len(infos) > limits.entries:
+        raise BundleTooLargeError("archive", f"{len(infos)} entries exceeds the limit of {limits.entries}")
+    entries: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        if info.filename in entries:
+            raise BundleError(info.filename, "duplicate archive entry")
+        if info.filename != MANIFEST and not _ARRAY_ENTRY.fullmatch(info.filename):
+            raise BundleError(info.filename, "unexpected archive entry (expected manifest.json or arrays/<sha256>)")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise BundleError(info.filename, "unsupported compression (expected deflate or stored)")
+        total += info.file_size
+        entries[info.filename] = info
+    if total > limits.total_bytes:
+        raise BundleTooLargeError("archive", f"{total} bytes uncompressed exceeds the limit of {limits.total_bytes}")
+    if MANIFEST not in entries:
+        raise BundleError(MANIFEST, "missing (not a driftboard bundle)")
+    return entries
+
+
+_ARRAY_ENTRY = re.compile(r"arrays/[0-9a-f]{64}")
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, bound: int, field: str) -> bytes:
+    """Decompress at most ``bound`` bytes: the declared size in the header may lie."""
+    if info.file_size > bound:
+        raise BundleTooLargeError(field, f"{info.file_size} bytes exceeds the limit of {bound}")
+    try:
+        with zf.open(info) as f:
+            data = f.read(bound + 1)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        raise BundleError(field, f"corrupt or truncated entry ({exc})") from None
+    if len(data) > bound:
+        raise BundleTooLargeError(field, f"decompresses to more than {bound} bytes")
+    return data
+
+
+def parse_manifest(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(MANIFEST, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_constant)
+    except RecursionError:
+        raise BundleError(MANIFEST, "JSON nested too deeply") from None
+    except ValueError as exc:
+        raise BundleError(MANIFEST, f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BundleError(MANIFEST, f"expected a JSON object, got {_kind(value)}")
+    _check_tree(value, MANIFEST, 0, limits)
+    return value
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> float:
+    # Kept as floats so the tree check can name the field that holds them.
+    return float(name.replace("Infinity", "inf"))
+
+
+def _check_tree(value: Any, path: str, depth: int, limits: Limits) -> None:
+    """JSON nesting, string length and finite numbers, everywhere in the manifest."""
+    if depth > limits.json_depth:
+        raise BundleError(path, f"nested deeper than {limits.json_depth} levels")
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if len(key) > 256:
+                raise BundleError(path, "key longer than 256 characters")
+            _check_tree(child, f"{path}.{key}", depth + 1, limits)
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            _check_tree(child, f"{path}[{i}]", depth + 1, limits)
+    elif isinstance(value, str):
+        if len(value) > limits.string_chars:
+            raise BundleTooLargeError(path, f"string longer than {limits.string_chars} characters")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BundleError(path, f"expected a finite number, got {value}")
+
+
+# Ordered steps that bring an older manifest to the current schema_version;
+# ``_UPGRADES[n]`` turns version n into n + 1.
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upgrade(manifest: dict[str, Any]) -> dict[str, Any]:
+    if manifest.get("format") != FORMAT:
+        raise BundleError("format", f"expected {FORMAT!r}, got {manifest.get('format')!r}")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BundleVersionError("schema_version", f"expected a positive integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise BundleVersionError(
+            "schema_version",
+            f"{version} is newer than this driftboard understands ({SCHEMA_VERSION}); upgrade driftboard",
+        )
+    while version < SCHEMA_VERSION:
+        if version not in _UPGRADES:
+            raise BundleVersionError("schema_version", f"no upgrade from version {version}")
+        manifest = _UPGRADES[version](manifest)
+        version += 1
+        manifest["schema_version"] = version
+    return manifest
+
+
+# ---------------------------------------------------------------- fields
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")
+_MAX_DIMS = 8
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _get(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    if key not in obj:
+        if optional:
+            return None
+        raise BundleError(f"{path}.{key}", "missing")
+    value = obj[key]
+    if value is None and optional:
+        return None
+    bool_ok = kind is bool or (isinstance(kind, tuple) and bool in kind)
+    if not isinstance(value, kind) or (isinstance(value, bool) and not bool_ok):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise BundleError(f"{path}.{key}", f"expected {names}, got {_kind(value)}")
+    return value
+
+
+def _string(obj: dict[str, Any], key: str, path: str, pattern: re.Pattern[str] | None = None, max_len: int = 4096) -> str:
+    value = _get(obj, key, path, str)
+    if len(value) > max_len:
+        raise BundleTooLargeError(f"{path}.{key}", f"longer than {max_len} characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise BundleError(f"{path}.{key}", f"{value[:80]!r} does not match {pattern.pattern}")
+    return value
+
+
+def _array_ref(obj: Any, path: str, limits: Limits) -> ArrayRef:
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an array reference object, got {_kind(obj)}")
+    sha = _string(obj, "sha256", path, _HEX64)
+    dtype = _get(obj, "dtype", path, str)
+    if dtype not in DTYPES:
+        raise BundleError(f"{path}.dtype", f"{dtype[:40]!r} is not one of {', '.join(DTYPES)}")
+    shape = _get(obj, "shape", path, list)
+    if len(shape) > _MAX_DIMS:
+        raise BundleError(f"{path}.shape", f"more than {_MAX_DIMS} dimensions")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise BundleError(f"{path}.shape", "expected a list of non-negative integers")
+    ref = ArrayRef(sha, dtype, tuple(shape))
+    if ref.nbytes > limits.array_bytes:
+        raise BundleTooLargeError(f"{path}.shape", f"{ref.nbytes} bytes exceeds the array limit of {limits.array_bytes}")
+    return ref
+
+
+def _case(obj: Any, path: str, limits: Limits) -> CaseResult:
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    output = obj.get("output")
+    layers_json = _get(obj, "layers", path, list)
+    layers = []
+    for i, layer in enumerate(layers_json):
+        lpath = f"{path}.layers[{i}]"
+        if not isinstance(layer, dict):
+            raise BundleError(lpath, f"expected an object, got {_kind(layer)}")
+        layers.append((_string(layer, "name", lpath, max_len=128), _array_ref(layer.get("array"), f"{lpath}.array", limits)))
+    time_axis = _get(obj, "time_axis", path, int, optional=True)
+    out_ref = _array_ref(output, f"{path}.output", limits) if output is not None else None
+    if time_axis is not None and (out_ref is None or not 0 <= time_axis < max(len(out_ref.shape), 1)):
+        raise BundleError(f"{path}.time_axis", "expected an axis of the output's shape")
+    repeats = _get(obj, "repeats", path, int)
+    if repeats < 1:
+        raise BundleError(f"{path}.repeats", f"expected at least 1, got {repeats}")
+    seconds = float(_get(obj, "seconds", path, (int, float)))
+    if seconds < 0:
+        raise BundleError(f"{path}.seconds", f"expected a non-negative number, got {seconds}")
+    error = _get(obj, "error", path, str, optional=True)
+    return CaseResult(
+        case_id=_string(obj, "case_id", path, _NAME),
+        device=_string(obj, "device", path, _NAME),
+        dtype=_string(obj, "dtype", path, _NAME),
+        input_digest=_string(obj, "input_digest", path, _HEX64),
+        weight_digest=_string(obj, "weight_digest", path, _HEX64),
+        output=out_ref,
+        layers=tuple(layers),
+        time_axis=time_axis,
+        repeats=repeats,
+        repeat_identical=_get(obj, "repeat_identical", path, bool),
+        seconds=seconds,
+        error=error,
+    )
+
+
+def run_from_manifest(manifest: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Run:
+    """A ``Run`` from a parsed manifest, checking every field it reads."""
+    run = _get(manifest, "run", "manifest", dict)
+    created_at = _string(run, "created_at", "run", max_len=64)
+    try:
+        datetime.fromisoformat(created_at)
+    except ValueError:
+        raise BundleError("run.created_at", f"{created_at!r} is not an ISO 8601 time") from None
+    suite = _get(run, "suite", "run", dict)
+    suite_version = _get(suite, "version", "run.suite", int)
+    if suite_version < 1:
+        raise BundleError("run.suite.version", f"expected a positive integer, got {suite_version}")
+    tags = _get(run, "tags", "run", list)
+    if len(tags) > 64 or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
+        raise BundleError("run.tags", "expected at most 64 non-empty strings of at most 64 characters")
+    cases_json = _get(manifest, "cases", "manifest", list)
+    cases = tuple(_case(c, f"cases[{i}]", limits) for i, c in enumerate(cases_json))
+    seen: set[tuple[str, str, str]] = set()
+    for i, case in enumerate(cases):
+        if case.key in seen:
+            raise BundleError(f"cases[{i}]", f"duplicate case {'/'.join(case.key)}")
+        seen.add(case.key)
+    return Run(
+        run_id=_string(run, "run_id", "run", _RUN_ID),
+        created_at=created_at,
+        suite_id=_string(suite, "id", "run.suite", _NAME),
+        suite_version=suite_version,
+        variant=_string(run, "variant", "run", _NAME),
+        fingerprint=_get(manifest, "fingerprint", "manifest", dict),
+        fingerprint_digest=_string(manifest, "fingerprint_digest", "manifest", _HEX64),
+        cases=cases,
+        settings=_get(run, "settings", "run", dict),
+        label=_string(run, "label", "run", max_len=200),
+        tags=tuple(tags),
+        note=_string(run, "note", "run", max_len=4000),
+        tool_version=_string(run, "tool_version", "run", max_len=64),
+        imported=bool(_get(run, "imported", "run", bool, optional=True)),
+    )
+
+
+def _read_arrays(zf: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], run: Run, limits: Limits) -> MemoryArrays:
+    refs: dict[str, tuple[ArrayRef, str]] = {}
+    for i, case in enumerate(run.cases):
+        names = ["output"] + [f"layers[{j}]" for j in range(len(case.layers))]
+        for name, ref in zip(names if case.output else names[1:], case.refs()):
+            field = f"cases[{i}].{name}"
+            known = refs.get(ref.sha256)
+            if known and known[0].nbytes != ref.nbytes:
+                raise BundleIntegrityError(field, f"sha256 {ref.sha256[:12]} is declared with two sizes")
+            refs.setdefault(ref.sha256, (ref, field))
+    arrays = MemoryArrays()
+    for sha, (ref, field) in refs.items():
+        name = ARRAY_PREFIX + sha
+        if name not in entries:
+            raise BundleError(field, f"array {sha[:12]}… is missing from the archive")
+        data = _read_entry(zf, entries[name], ref.nbytes, field)
+        if len(data) != ref.nbytes:
+            raise BundleIntegrityError(
+                field, f"{len(data)} bytes do not match dtype {ref.dtype} and shape {list(ref.shape)} ({ref.nbytes} bytes)"
+            )
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise BundleIntegrityError(field, f"bytes do not match sha256 {sha[:12]}…")
+        arrays.blobs[sha] = data
+    extra = {n for n in entries if n.startswith(ARRAY_PREFIX)} - {ARRAY_PREFIX + s for s in refs}
+    if extra:
+        raise BundleError(sorted(extra)[0], "array entry not referenced by any case")
+    return arrays

@@ -1,0 +1,67 @@
+"""The ``driftboard`` command: a thin shell over ``core``, ``db`` and ``dashboard``.
+
+Each command lives in its own module and imports what it needs inside the
+command, so ``driftboard --help`` and ``driftboard compare`` never load torch.
+A ``DriftboardError`` becomes one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from core import __version__
+from core.errors import DriftboardError
+
+# command name -> "module:function"; loaded only when the command runs or help lists it.
+COMMANDS: dict[str, str] = {
+    "fingerprint": "core.cli.fingerprint_cmd:fingerprint",
+    "capture": "core.cli.capture_cmd:capture",
+    "show": "core.cli.show_cmd:show",
+    "compare": "core.cli.compare_cmd:compare",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="driftboard")
+def cli() -> None:
+    """driftboard: do your machines compute the same numbers?
+
+    Capture an environment fingerprint and the golden outputs of reference
+    PyTorch models on each machine, then compare runs.
+
+    \b
+    Example:
+      driftboard capture -o laptop.driftboard
+      driftboard compare golden.driftboard laptop.driftboard
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="driftboard", standalone_mode=False)
+    except DriftboardError as exc:
+        click.echo(f"driftboard: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("driftboard: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,104 @@
+"""Readable terminal output for capture and show: a progress bar and short summaries."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from core.run import Run
+
+console = Console(highlight=False)
+
+
+def progress_bar(items: Iterable[Any], total: int) -> Iterator[Any]:
+    """A progress bar on stderr while capturing; silent when stderr is not a terminal."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+    with progress:
+        task = progress.add_task("capturing", total=total)
+        for item in items:
+            case, device, dtype = item
+            progress.update(task, description=f"{case.case_id} {device}/{dtype}")
+            yield item
+            progress.advance(task)
+
+
+def _fp(run: Run, *path: str) -> Any:
+    node: Any = run.fingerprint
+    for part in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def environment_line(run: Run) -> str:
+    gpus = _fp(run, "gpu", "devices") or []
+    gpu = ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or "no GPU"
+    return (f"torch {_fp(run, 'torch', 'version')} · Python {_fp(run, 'python', 'version')} · "
+            f"{_fp(run, 'cpu', 'model')} ({_fp(run, 'torch', 'cpu_capability')}) · {gpu}")
+
+
+def run_table(run: Run) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for column in ("case", "device", "dtype", "output", "repeats", "ms"):
+        table.add_column(column, justify="right" if column == "ms" else "left")
+    for case in run.cases:
+        if case.error:
+            result = Text(f"error: {case.error}", style="red")
+        else:
+            result = Text(f"{list(case.output.shape)} {case.output.sha256[:12]}" if case.output else "-")
+        repeats = Text(f"{case.repeats}× identical" if case.repeat_identical else f"{case.repeats}× DIFFER",
+                       style="" if case.repeat_identical else "yellow")
+        table.add_row(case.case_id, case.device, case.dtype, result, repeats, f"{case.seconds * 1e3:.2f}")
+    return table
+
+
+def counts_line(run: Run) -> str:
+    errors = sum(1 for c in run.cases if c.error)
+    nondeterministic = sum(1 for c in run.cases if not c.repeat_identical)
+    devices = sorted({c.device for c in run.cases})
+    return (f"{len(run.cases)} cases on {', '.join(devices) or 'no device'}; "
+            f"{nondeterministic} not repeatable in-process; {errors} failed")
+
+
+def print_capture_summary(run: Run, path: Path, seconds: float) -> None:
+    console.print(f"[bold]driftboard capture[/] {run.run_id} (variant {run.variant}) in {seconds:.1f} s")
+    console.print(Text(environment_line(run)))
+    console.print(counts_line(run))
+    console.print(f"fingerprint {run.fingerprint_digest[:16]} · bundle {path} ({path.stat().st_size / 1024:.0f} KiB)")
+
+
+def print_sweep_summary(paths: list[Path]) -> None:
+    from core.bundle import read_bundle
+
+    table = Table(show_edge=False, box=None)
+    for column in ("variant", "cases", "outputs equal to default", "bundle"):
+        table.add_column(column)
+    bundles = [read_bundle(p) for p in paths]
+    base = {c.key: c.output.sha256 if c.output else None for c in bundles[0].run.cases}
+    for path, bundle in zip(paths, bundles):
+        same = sum(1 for c in bundle.run.cases if c.output and base.get(c.key) == c.output.sha256)
+        table.add_row(bundle.run.variant, str(len(bundle.run.cases)), f"{same}/{len(bundle.run.cases)}", str(path))
+    console.print(table)
+
+
+def print_run(run: Run, digest: str, size: int, verbose: bool) -> None:
+    console.print(f"[bold]{run.run_id}[/] · {run.created_at} · suite {run.suite_id} v{run.suite_version} · "
+                  f"variant {run.variant}{' · imported environment' if run.imported else ''}")
+    for name, value in (("label", run.label), ("tags", ", ".join(run.tags)), ("note", run.note)):
+        if value:
+            console.print(Text(f"{name}: {value}"))
+    console.print(Text(environment_line(run)))
+    console.print(f"settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
+    console.print(counts_line(run))
+    console.print(f"manifest {digest[:16]} · {size / 1024:.0f} KiB · fingerprint {run.fingerprint_digest[:16]}")
+    if verbose:
+        console.print(run_table(run))
