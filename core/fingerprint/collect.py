@@ -1,0 +1,48 @@
+"""Assemble the whole fingerprint from its collectors, each isolated from the others."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from core.fields import FINGERPRINT_VERSION
+from core.fingerprint._probe import guarded
+from core.fingerprint.cpu import collect_cpu
+from core.fingerprint.environment import redact_environment
+from core.fingerprint.gpu import collect_gpu
+from core.fingerprint.packages import collect_packages
+from core.fingerprint.system import collect_identity, collect_os, collect_python
+from core.fingerprint.torch_info import collect_numerics, collect_numpy, collect_torch
+
+
+def collect_fingerprint(
+    *,
+    label: str = "",
+    tags: tuple[str, ...] = (),
+    note: str = "",
+    anonymize: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The environment fingerprint of this process: a nested JSON-ready dict.
+
+    Its flattened dotted keys are those of ``core.fields``. A collector that
+    fails leaves ``{"error": "<one line>"}`` in its section and the others go
+    on. ``environ`` defaults to ``os.environ``; only allowlisted names are read.
+    """
+    environ = os.environ if environ is None else environ
+    # Numerics settings first, before any other collector touches torch.
+    numerics = guarded(collect_numerics)
+    return {
+        "fingerprint_version": FINGERPRINT_VERSION,
+        "os": guarded(collect_os, environ),
+        "python": guarded(collect_python),
+        "torch": guarded(collect_torch),
+        "numpy": guarded(collect_numpy),
+        "packages": guarded(collect_packages),
+        "cpu": guarded(collect_cpu),
+        "gpu": guarded(collect_gpu),
+        "numerics": numerics,
+        "env": guarded(redact_environment, environ),
+        "identity": guarded(collect_identity, label=label, tags=tags, note=note, anonymize=anonymize),
+    }
