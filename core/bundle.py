@@ -17,12 +17,15 @@ import json
 import math
 import os
 import re
+import struct
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
 from core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
@@ -48,6 +51,10 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+# What the zip layer raises on damaged input; each becomes a BundleError.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
+               NotImplementedError, UnicodeDecodeError)
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+    except _ZIP_ERRORS as exc:
         raise BundleError("file", f"truncated or corrupt archive ({exc})") from None
     with zf:
         entries = _index_entries(infos, limits)
@@ -216,7 +223,7 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, bound: int, field: s
     try:
         with zf.open(info) as f:
             data = f.read(bound + 1)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         raise BundleError(field, f"corrupt or truncated entry ({exc})") from None
     if len(data) > bound:
         raise BundleTooLargeError(field, f"decompresses to more than {bound} bytes")

@@ -63,7 +63,8 @@ def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: s
                  deterministic: bool, variant: str, devices: tuple[str, ...], case_ids: tuple[str, ...],
                  anonymize: bool, quiet: bool) -> Path:
     from core.bundle import SUFFIX, write_bundle
-    from core.capture import CaptureOptions, capture as run_capture
+    from core.capture import CaptureOptions
+    from core.capture import capture as run_capture
     from core.cli.summary import print_capture_summary, progress_bar
 
     options = CaptureOptions(variant=variant, repeats=repeats, deterministic=deterministic,

@@ -97,7 +97,7 @@ def print_run(run: Run, digest: str, size: int, verbose: bool) -> None:
         if value:
             console.print(Text(f"{name}: {value}"))
     console.print(Text(environment_line(run)))
-    console.print(f"settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
+    console.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
     console.print(counts_line(run))
     console.print(f"manifest {digest[:16]} · {size / 1024:.0f} KiB · fingerprint {run.fingerprint_digest[:16]}")
     if verbose:
