@@ -47,7 +47,7 @@ class Limits:
     total_bytes: int = 256 * 2**20
     entries: int = 20_000
     json_depth: int = 32
-    string_chars: int = 64 * 1024
+    string_chars: int = 4 * 2**20  # a pasted collect_env report is kept whole
 
 
 DEFAULT_LIMITS = Limits()

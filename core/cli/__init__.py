@@ -21,6 +21,12 @@ COMMANDS: dict[str, str] = {
     "capture": "core.cli.capture_cmd:capture",
     "show": "core.cli.show_cmd:show",
     "compare": "core.cli.compare_cmd:compare",
+    "report": "core.cli.report_cmd:report",
+    "db": "core.cli.db_cmd:db",
+    "push": "core.cli.db_cmd:push",
+    "runs": "core.cli.db_cmd:runs",
+    "serve": "core.cli.serve_cmd:serve",
+    "import-env": "core.cli.import_env_cmd:import_env",
 }
 
 
@@ -53,7 +59,10 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="driftboard", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="driftboard", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except DriftboardError as exc:
         click.echo(f"driftboard: error: {exc}", err=True)
         sys.exit(exc.exit_code)

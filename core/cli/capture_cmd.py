@@ -54,7 +54,7 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
         paths = [_capture_one(output, label, tags, note, repeats, deterministic, variant, devices, case_ids,
                               anonymize, quiet)]
     if push:
-        from core.cli.push import push_paths
+        from core.cli.db_cmd import push_paths
 
         push_paths(paths, db_url, quiet=quiet)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,18 @@ def _fp(run: Run, *path: str) -> Any:
     return node
 
 
+def gpu_names(fingerprint: dict[str, Any]) -> str:
+    """GPU models with counts, e.g. "8× NVIDIA RTX A5000", or "no GPU"."""
+    devices = (fingerprint.get("gpu") or {}).get("devices") or []
+    counts = Counter(str(d.get("name")) for d in devices if isinstance(d, dict))
+    return ", ".join(f"{n}× {name}" if n > 1 else name for name, n in counts.items()) or "no GPU"
+
+
 def environment_line(run: Run) -> str:
-    gpus = _fp(run, "gpu", "devices") or []
-    gpu = ", ".join(str(g.get("name")) for g in gpus if isinstance(g, dict)) or "no GPU"
+    cpu = _fp(run, "cpu", "model") or "CPU unknown"
+    capability = _fp(run, "torch", "cpu_capability")
     return (f"torch {_fp(run, 'torch', 'version')} · Python {_fp(run, 'python', 'version')} · "
-            f"{_fp(run, 'cpu', 'model')} ({_fp(run, 'torch', 'cpu_capability')}) · {gpu}")
+            f"{cpu}{f' ({capability})' if capability else ''} · {gpu_names(run.fingerprint)}")
 
 
 def run_table(run: Run) -> Table:
@@ -97,8 +105,9 @@ def print_run(run: Run, digest: str, size: int, verbose: bool) -> None:
         if value:
             console.print(Text(f"{name}: {value}"))
     console.print(Text(environment_line(run)))
-    console.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
+    if run.settings:
+        console.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
     console.print(counts_line(run))
     console.print(f"manifest {digest[:16]} · {size / 1024:.0f} KiB · fingerprint {run.fingerprint_digest[:16]}")
-    if verbose:
+    if verbose and run.cases:
         console.print(run_table(run))

@@ -1,0 +1,274 @@
+"""``driftboard compare``: a baseline against one or more candidates, as a table, JSON or JUnit.
+
+Thin: resolve each run, call ``core.compare.compare_runs``, format. Heavy
+imports (numpy via core.compare, rich) happen inside the command, and rich
+only when a table is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from core.errors import DriftboardError, NotFoundError
+
+if TYPE_CHECKING:
+    from core.compare import CaseComparison, Policy, RunComparison
+    from core.run import ArraySource, Run
+
+EPILOG = """\b
+Examples:
+  driftboard compare golden.driftboard laptop.driftboard
+  driftboard compare golden.driftboard ci.driftboard --policy ulp:4 --junit drift.xml
+  driftboard compare golden.driftboard a.driftboard b.driftboard --json > result.json
+  driftboard compare golden.driftboard laptop.driftboard --case lstm_2layer
+
+\b
+Exit status: 0 when no case crosses --fail-on, 1 when one does,
+2 for bad usage or an unreadable run.
+"""
+
+
+def resolve_run(spec: str) -> tuple[Run, ArraySource]:
+    """The run a command-line argument names, with where its arrays live.
+
+    Today a bundle file path; the one place to add other kinds (stored run ids).
+    """
+    from core.bundle import read_bundle
+
+    path = Path(spec)
+    if not path.is_file():
+        raise NotFoundError(f"no such file: {spec}" if not path.exists() else f"not a bundle file: {spec}")
+    bundle = read_bundle(path)
+    return bundle.run, bundle.arrays
+
+
+@click.command(epilog=EPILOG)
+@click.argument("baseline")
+@click.argument("candidates", nargs=-1, required=True)
+@click.option(
+    "--policy",
+    default="default",
+    show_default=True,
+    help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), or default (torch.testing's per-dtype rtol/atol).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON instead of tables.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML (one testcase per case) here.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["drift", "any-change", "never"]),
+    default="drift",
+    show_default=True,
+    help="Exit 1 when a case reaches this level: drift (or missing/error/shape), any change, or never.",
+)
+@click.option("--case", "case_ids", multiple=True, metavar="CASE_ID", help="Also show the full report of this case.")
+def compare(
+    baseline: str,
+    candidates: tuple[str, ...],
+    policy: str,
+    as_json: bool,
+    junit: str | None,
+    fail_on: str,
+    case_ids: tuple[str, ...],
+) -> None:
+    """Compare BASELINE with each CANDIDATE run: per-case verdicts, environment diff, likely causes."""
+    from core.compare import compare_runs, parse_policy
+
+    rule = parse_policy(policy)
+    base_run, base_arrays = resolve_run(baseline)
+    resolved = [(spec, *resolve_run(spec)) for spec in candidates]
+    results = [compare_runs(base_run, base_arrays, run, arrays, rule) for _, run, arrays in resolved]
+    reports = [
+        _case_reports(result, base_arrays, run, arrays, base_run, case_ids)
+        for result, (_, run, arrays) in zip(results, resolved, strict=True)
+    ]
+    if case_ids and not any(reports):
+        raise DriftboardError(f"no case named {', '.join(case_ids)} in either run")
+    if junit:
+        _write_junit(Path(junit), results, fail_on)
+    failed = any(result.failing(fail_on) for result in results)
+    if as_json:
+        click.echo(json.dumps(_json(results, reports, rule, fail_on, failed), indent=2, allow_nan=False))
+    else:
+        _print_results(results, reports, fail_on, failed)
+    if failed:
+        # SystemExit, not ctx.exit: core.cli.main runs click with standalone_mode=False,
+        # where ctx.exit's code is returned and dropped.
+        sys.exit(1)
+
+
+def _case_reports(
+    result: RunComparison,
+    base_arrays: ArraySource,
+    run: Run,
+    arrays: ArraySource,
+    base_run: Run,
+    case_ids: tuple[str, ...],
+) -> list[tuple[CaseComparison, str, list[dict[str, Any]]]]:
+    """(case, report text, worst elements) for each case asked for with --case."""
+    from core.compare import case_report, worst_elements
+
+    out = []
+    for case in result.cases:
+        if case.case_id not in case_ids:
+            continue
+        worst = ()
+        if case.verdict.changed:
+            old = base_run.case(*case.key).output
+            new = run.case(*case.key).output
+            assert old is not None and new is not None
+            worst = worst_elements(base_arrays.load(old), arrays.load(new), old.dtype, k=10)
+        out.append((case, case_report(case, worst), [w.to_json() for w in worst]))
+    return out
+
+
+def _write_junit(path: Path, results: list[RunComparison], fail_on: str) -> None:
+    from core.compare import junit_xml
+
+    try:
+        path.write_bytes(junit_xml(results, fail_on))
+    except OSError as exc:
+        raise DriftboardError(f"cannot write JUnit XML to {path}: {exc.strerror or exc}") from None
+
+
+def _json(results: list[RunComparison], reports: list[Any], rule: Policy, fail_on: str, failed: bool) -> dict[str, Any]:
+    return {
+        "policy": rule.to_json(),
+        "fail_on": fail_on,
+        "failed": failed,
+        "comparisons": [
+            {
+                **result.to_json(),
+                "failing": [list(c.key) for c in result.failing(fail_on)],
+                "case_reports": [{"case": list(case.key), "text": text, "worst_elements": worst} for case, text, worst in report],
+            }
+            for result, report in zip(results, reports, strict=True)
+        ],
+    }
+
+
+# ---------------------------------------------------------------- tables (rich, imported only here)
+
+_STYLE = {
+    "identical": "green",
+    "within tolerance": "cyan",
+    "missing in baseline": "yellow",
+    "inputs differ": "yellow",
+    "missing in candidate": "yellow",
+    "drift": "bold red",
+    "non-finite mismatch": "bold red",
+    "dtype mismatch": "bold red",
+    "shape mismatch": "bold red",
+    "error": "bold magenta",
+}
+
+
+def _print_results(results: list[RunComparison], reports: list[Any], fail_on: str, failed: bool) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # a pipe or CI log: no reason to squeeze the table into 80 columns
+        console = Console(highlight=False, soft_wrap=False, width=160)
+    for result, report in zip(results, reports, strict=True):
+        _print_one(console, result, fail_on)
+        for _, text, _ in report:
+            console.print()
+            console.print(text, markup=False)
+        console.print()
+    crossing = sum(len(r.failing(fail_on)) for r in results)
+    if failed:
+        console.print(f"[bold red]FAIL[/]: {crossing} case(s) reach --fail-on {fail_on}")
+    else:
+        console.print(f"[green]OK[/]: no case reaches --fail-on {fail_on}")
+
+
+def _print_one(console: Any, result: RunComparison, fail_on: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    counts = ", ".join(f"{n} {v.value}" for v, n in reversed(result.counts().items()) if n)
+    console.print(
+        f"[bold]{escape(result.baseline.name)}[/] (baseline) vs [bold]{escape(result.candidate.name)}[/] "
+        f"(candidate) under policy {escape(str(result.policy))}: worst [{_STYLE[result.worst.value]}]"
+        f"{result.worst.value}[/] ({counts or 'no cases'})"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for name in ("case", "device", "dtype", "verdict"):
+        table.add_column(name, no_wrap=True)
+    for name in ("max ULP", "p99 ULP", "max abs", "mismatched"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("notes")
+    # Worst first, so a reader sees what matters without scrolling.
+    for case in sorted(result.cases, key=lambda c: -c.verdict.severity):
+        m = case.metrics
+        figures = ["", "", "", ""]
+        if m is not None and case.verdict.changed:
+            figures = [str(m.ulp_max), str(m.ulp_p99), f"{m.max_abs:.3g}", f"{m.mismatched}/{m.n}"]
+        elif m is not None:
+            figures = ["0", "0", "0", f"0/{m.n}"]
+        notes = _row_notes(case)
+        style = _STYLE[case.verdict.value]
+        mark = " !" if case.verdict.crosses(fail_on) else ""
+        table.add_row(escape(case.case_id), case.device, case.dtype, f"[{style}]{case.verdict.value}{mark}[/]", *figures, notes)
+    console.print(table)
+    _print_env(console, result)
+    _print_causes(console, result)
+
+
+def _row_notes(case: CaseComparison) -> str:
+    from rich.markup import escape
+
+    words = []
+    if not case.verdict.changed and case.verdict.value != "identical":
+        words.append(case.detail)
+    if case.first_divergent_layer:
+        words.append(f"first divergent layer {case.first_divergent_layer}")
+    for side in ("baseline", "candidate"):
+        if getattr(case, f"{side}_repeat_identical") is False:
+            words.append(f"nondeterministic on {side}")
+    if case.metrics is not None and case.metrics.nonfinite_mismatch:
+        words.append(f"{case.metrics.nonfinite_mismatch} non-finite mismatches")
+    return escape("; ".join(words))
+
+
+def _print_env(console: Any, result: RunComparison) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from core.compare.envdiff import display
+
+    env = result.env
+    console.print()
+    if not env.changes:
+        console.print("Environment: identical fingerprints")
+        return
+    console.print(f"Environment: {len(env.numerics)} numerics-relevant change(s), {len(env.informational)} informational")
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for name in ("field", "key", "baseline", "candidate"):
+        table.add_column(name, overflow="fold")
+    for change in env.changes:
+        style = "" if change.numerics else "dim"
+        values = [
+            "-" if change.kind == "added" else display(change.baseline),
+            "-" if change.kind == "removed" else display(change.candidate),
+        ]
+        table.add_row(escape(change.label), escape(change.key), *(escape(v) for v in values), style=style)
+    console.print(table)
+
+
+def _print_causes(console: Any, result: RunComparison) -> None:
+    from rich.markup import escape
+
+    if not result.causes:
+        return
+    console.print()
+    console.print("Likely causes:")
+    for i, cause in enumerate(result.causes, 1):
+        console.print(f"  {i}. [bold]{escape(cause.title)}[/] [dim]({cause.confidence} confidence)[/]")
+        console.print(f"     {escape(cause.evidence)}")

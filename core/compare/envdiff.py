@@ -1,0 +1,142 @@
+"""Structured difference of two environment fingerprints.
+
+Both fingerprints are flattened to dotted keys (``core.fields.flatten``);
+every leaf that changed, appeared or disappeared is one ``EnvChange``. Changes
+to fields that can change numbers come first, in the registry's order (most
+likely cause of drift first); informational ones (hostname, paths, memory,
+labels, unregistered keys) follow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from core import fields
+
+ChangeKind = Literal["changed", "added", "removed"]
+
+
+@dataclass(frozen=True)
+class EnvChange:
+    """One fingerprint leaf that differs; ``added`` is on the candidate only, ``removed`` on the baseline only."""
+
+    key: str
+    kind: ChangeKind
+    baseline: Any
+    candidate: Any
+    numerics: bool
+    label: str
+
+    @property
+    def text(self) -> str:
+        """``label: old → new`` in a few words."""
+        if self.kind == "added":
+            return f"{self.label}: added {display(self.candidate)}"
+        if self.kind == "removed":
+            return f"{self.label}: removed (was {display(self.baseline)})"
+        return f"{self.label} {display(self.baseline)} → {display(self.candidate)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "numerics": self.numerics,
+            "label": self.label,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class EnvDiff:
+    changes: tuple[EnvChange, ...]  # numerics-relevant first, then informational
+
+    @property
+    def numerics(self) -> tuple[EnvChange, ...]:
+        return tuple(c for c in self.changes if c.numerics)
+
+    @property
+    def informational(self) -> tuple[EnvChange, ...]:
+        return tuple(c for c in self.changes if not c.numerics)
+
+    @property
+    def identical(self) -> bool:
+        """No numerics-relevant field differs (informational changes allowed)."""
+        return not self.numerics
+
+    def get(self, key: str) -> EnvChange | None:
+        return next((c for c in self.changes if c.key == key), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "numerics_identical": self.identical,
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+def diff_environments(baseline_fp: dict[str, Any], candidate_fp: dict[str, Any]) -> EnvDiff:
+    """Changed, added and removed fingerprint leaves, numerics-relevant first.
+
+    An imported ``collect_env`` report knows only part of a fingerprint: a key
+    it lacks is unknown there, not removed, so it is left out of the diff, and
+    the importer's own bookkeeping (``collect_env.*``, ``source.*``) is not an
+    environment fact.
+    """
+    old = _comparable(baseline_fp)
+    new = _comparable(candidate_fp)
+    partial_old, partial_new = _is_imported(baseline_fp), _is_imported(candidate_fp)
+    changes = []
+    for key in old.keys() | new.keys():
+        if (key not in new and partial_new) or (key not in old and partial_old):
+            continue
+        if key not in new:
+            kind: ChangeKind = "removed"
+        elif key not in old:
+            kind = "added"
+        elif _canonical(old[key]) == _canonical(new[key]):
+            continue
+        else:
+            kind = "changed"
+        field = fields.field_for(key)
+        label = field.label if field else key
+        changes.append(EnvChange(key, kind, old.get(key), new.get(key), fields.is_numerics(key), label))
+    changes.sort(key=lambda c: (not c.numerics, fields.rank(c.key), _natural(c.key)))
+    return EnvDiff(tuple(changes))
+
+
+_IMPORT_SECTIONS = ("collect_env", "source")
+
+
+def _is_imported(fp: dict[str, Any] | None) -> bool:
+    return isinstance(fp, dict) and isinstance(fp.get("source"), dict) and fp["source"].get("kind") == "collect_env"
+
+
+def _comparable(fp: dict[str, Any] | None) -> dict[str, Any]:
+    fp = fp or {}
+    if _is_imported(fp):
+        fp = {k: v for k, v in fp.items() if k not in _IMPORT_SECTIONS}
+    return fields.flatten(fp)
+
+
+def _canonical(value: Any) -> str:
+    # JSON text tells True from 1 and 1 from 1.0, which == does not.
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _natural(key: str) -> tuple[Any, ...]:
+    """``gpu.devices[2]`` before ``gpu.devices[10]``: digit runs compare as numbers."""
+    return tuple(int(t) if i % 2 else t for i, t in enumerate(_DIGITS.split(key)))
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def display(value: Any, limit: int = 60) -> str:
+    """A fingerprint value in a few characters, Python-style (True, None, 2.5.1)."""
+    plain = isinstance(value, (str, bool, int, float))
+    text = " ".join((str(value) if plain else json.dumps(value, sort_keys=True, default=str)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,128 @@
+"""Comparison results turned into text: the per-case report and JUnit XML.
+
+Results are data until here (``torch.testing``'s habit): this module only
+formats them. The case report reads like ``torch.testing.assert_close`` and
+pytest-regressions: "k / n mismatched (pct)", the greatest absolute and
+relative difference with their index and the tolerance used, ULPs, then a
+capped table of the worst elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from core.compare.metrics import Metrics, WorstElement
+from core.compare.runs import CaseComparison, RunComparison
+
+
+def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_rows: int = 10) -> str:
+    lines = [f"{'/'.join(case.key)}: {case.verdict.value}", f"  {case.detail}"]
+    m = case.metrics
+    if m is not None and case.verdict.changed:
+        lines += [""] + ["  " + line for line in _figures(m)]
+    if case.layers:
+        lines += ["", "  Layers (forward order):"]
+        for layer in case.layers:
+            state = (
+                "identical"
+                if layer.identical
+                else (f"max abs {_num(layer.max_abs)}, max {layer.ulp_max} ULP" if layer.max_abs is not None else layer.note)
+            )
+            marker = "  <- first divergent" if layer.name == case.first_divergent_layer else ""
+            lines.append(f"    {layer.name}: {state}{marker}")
+    if worst:
+        changed = m.changed if m else len(worst)
+        lines += ["", f"  Worst elements ({min(len(worst), max_rows)} of {changed} changed, by ULP distance):"]
+        lines += ["    " + row for row in _table(worst[:max_rows], case.dtype)]
+    return "\n".join(lines)
+
+
+def _figures(m: Metrics) -> list[str]:
+    tol = m.tolerance
+    close = tol.kind == "close"
+    lines = [f"Mismatched elements: {m.mismatched} / {m.n} ({m.mismatched_fraction:.1%}) under {tol}"]
+    if m.nonfinite_mismatch:
+        lines.append(f"Non-finite mismatches: {m.nonfinite_mismatch} (first at index {m.nonfinite_index})")
+    lines.append(
+        f"Greatest absolute difference: {_num(m.max_abs)} at index {m.max_abs_index}" + (f" (up to {tol.atol:g} allowed)" if close else "")
+    )
+    lines.append(
+        f"Greatest relative difference: {_num(m.max_rel)} at index {m.max_rel_index}" + (f" (up to {tol.rtol:g} allowed)" if close else "")
+    )
+    lines.append(
+        f"ULP distance: max {m.ulp_max}, mean {m.ulp_mean:.3g}, p99 {m.ulp_p99}"
+        + (f" (up to {tol.ulps} allowed)" if tol.kind == "ulp" else "")
+    )
+    lines.append(f"Elements changed at all: {m.changed} / {m.n}")
+    if m.timestep_max_abs is not None:
+        steps = ", ".join(_num(v) for v in m.timestep_max_abs[:24])
+        more = f", … ({len(m.timestep_max_abs)} steps)" if len(m.timestep_max_abs) > 24 else ""
+        lines.append(f"Max abs error by timestep (axis {m.time_axis}): {steps}{more}")
+    return lines
+
+
+def _table(rows: Sequence[WorstElement], dtype: str) -> list[str]:
+    header = ("index", "baseline", "candidate", "abs diff", "rel diff", "ULP")
+    body = [(str(r.index), _value(r.baseline, dtype), _value(r.candidate, dtype), _num(r.abs), _num(r.rel), str(r.ulp)) for r in rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    return ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *body]]
+
+
+def _value(value: float, dtype: str) -> str:
+    """The shortest text that round-trips in the value's own dtype."""
+    if dtype in ("float16", "float32"):
+        return str(np.dtype(dtype).type(value))
+    if dtype == "bfloat16":
+        return f"{value:.4g}"  # 8 significant bits: 4 digits tell neighbours apart
+    return repr(value)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def junit_xml(comparisons: Sequence[RunComparison], fail_on: str) -> bytes:
+    """JUnit XML: one testsuite per candidate, one testcase per case, failures past ``fail_on``."""
+    import xml.etree.ElementTree as ET  # only --junit needs it
+
+    root = ET.Element("testsuites", name="driftboard compare")
+    for comparison in comparisons:
+        failing = comparison.failing(fail_on)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"{comparison.baseline.name} vs {comparison.candidate.name}",
+            tests=str(len(comparison.cases)),
+            failures=str(len(failing)),
+            errors="0",
+            skipped="0",
+        )
+        props = ET.SubElement(suite, "properties")
+        for name, value in (
+            ("baseline", comparison.baseline.run_id),
+            ("candidate", comparison.candidate.run_id),
+            ("policy", str(comparison.policy)),
+            ("fail_on", fail_on),
+            ("worst", comparison.worst.value),
+        ):
+            ET.SubElement(props, "property", name=name, value=value)
+        for case in comparison.cases:
+            element = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"driftboard.{comparison.candidate.run_id}",
+                name=f"{case.case_id}[{case.device},{case.dtype}]",
+                time="0",
+            )
+            if case.verdict.crosses(fail_on):
+                failure = ET.SubElement(element, "failure", message=f"{case.verdict.value}: {case.detail}", type=case.verdict.value)
+                failure.text = case_report(case)
+            elif case.verdict.severity > 0:
+                ET.SubElement(element, "system-out").text = f"{case.verdict.value}: {case.detail}"
+        if comparison.notes or comparison.causes:
+            text = [*comparison.notes, *(f"likely cause: {c.title}: {c.evidence}" for c in comparison.causes)]
+            ET.SubElement(suite, "system-out").text = "\n".join(text)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,338 @@
+"""Compare two runs case by case: verdicts, metrics, environment diff, likely causes.
+
+Cases are matched on (suite id and version, case id, device, dtype). For each
+matched pair the checks run in the order ``torch.testing`` uses (can it be
+compared at all, then shape, then dtype, then values), and arrays are decoded
+only when the output digests differ.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from core.compare.causes import LikelyCause, likely_causes
+from core.compare.envdiff import EnvDiff, diff_environments
+from core.compare.metrics import LayerDivergence, Metrics, compare_arrays
+from core.compare.policy import DEFAULT_POLICY, Policy
+from core.compare.verdict import Verdict
+from core.run import ArraySource, CaseResult, Run
+
+CaseKey = tuple[str, str, str]  # (case id, device, dtype)
+
+
+@dataclass(frozen=True)
+class CaseComparison:
+    """One case, baseline against candidate."""
+
+    key: CaseKey
+    verdict: Verdict
+    detail: str  # a few words for people
+    metrics: Metrics | None = None  # None when the outputs could not be compared
+    baseline_repeat_identical: bool | None = None  # None when the case is absent on that side
+    candidate_repeat_identical: bool | None = None
+    layers: tuple[LayerDivergence, ...] = ()
+    first_divergent_layer: str | None = None
+
+    @property
+    def case_id(self) -> str:
+        return self.key[0]
+
+    @property
+    def device(self) -> str:
+        return self.key[1]
+
+    @property
+    def dtype(self) -> str:
+        return self.key[2]
+
+    @property
+    def nondeterministic(self) -> bool:
+        """Repeats on one machine were not bitwise identical."""
+        return self.baseline_repeat_identical is False or self.candidate_repeat_identical is False
+
+    @property
+    def layer_max_abs(self) -> tuple[tuple[str, float | None], ...]:
+        return tuple((layer.name, layer.max_abs) for layer in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "device": self.device,
+            "dtype": self.dtype,
+            "verdict": self.verdict.value,
+            "severity": self.verdict.severity,
+            "detail": self.detail,
+            "metrics": self.metrics.to_json() if self.metrics else None,
+            "baseline_repeat_identical": self.baseline_repeat_identical,
+            "candidate_repeat_identical": self.candidate_repeat_identical,
+            "nondeterministic": self.nondeterministic,
+            "first_divergent_layer": self.first_divergent_layer,
+            "layers": [layer.to_json() for layer in self.layers],
+        }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who a compared run is, without its cases."""
+
+    run_id: str
+    label: str
+    created_at: str
+    suite_id: str
+    suite_version: int
+    variant: str
+    hostname: str | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunInfo:
+        identity = run.fingerprint.get("identity") if isinstance(run.fingerprint, dict) else None
+        hostname = identity.get("hostname") if isinstance(identity, dict) else None
+        return cls(
+            run.run_id,
+            run.label,
+            run.created_at,
+            run.suite_id,
+            run.suite_version,
+            run.variant,
+            hostname if isinstance(hostname, str) else None,
+        )
+
+    @property
+    def name(self) -> str:
+        """The run id with its label, or else its settings variant when not the default."""
+        note = self.label or (self.variant if self.variant != "default" else "")
+        return f"{self.run_id} ({note})" if note else self.run_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "label": self.label,
+            "created_at": self.created_at,
+            "suite_id": self.suite_id,
+            "suite_version": self.suite_version,
+            "variant": self.variant,
+            "hostname": self.hostname,
+        }
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    baseline: RunInfo
+    candidate: RunInfo
+    policy: Policy
+    cases: tuple[CaseComparison, ...]  # sorted by key
+    env: EnvDiff
+    causes: tuple[LikelyCause, ...]
+    notes: tuple[str, ...] = ()  # run-level findings, e.g. suite versions differ
+
+    @property
+    def suites_match(self) -> bool:
+        return (self.baseline.suite_id, self.baseline.suite_version) == (
+            self.candidate.suite_id,
+            self.candidate.suite_version,
+        )
+
+    @property
+    def worst(self) -> Verdict:
+        return max((c.verdict for c in self.cases), key=lambda v: v.severity, default=Verdict.IDENTICAL)
+
+    def counts(self) -> dict[Verdict, int]:
+        """Cases per verdict, every verdict present, least severe first."""
+        found = Counter(c.verdict for c in self.cases)
+        return {verdict: found.get(verdict, 0) for verdict in Verdict}
+
+    @property
+    def nondeterministic(self) -> list[CaseComparison]:
+        """Cases whose repeats differed on the baseline or the candidate machine."""
+        return [c for c in self.cases if c.nondeterministic]
+
+    def failing(self, fail_on: str) -> list[CaseComparison]:
+        return [c for c in self.cases if c.verdict.crosses(fail_on)]
+
+    def case(self, case_id: str, device: str = "cpu", dtype: str = "float32") -> CaseComparison:
+        for case in self.cases:
+            if case.key == (case_id, device, dtype):
+                return case
+        raise KeyError((case_id, device, dtype))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline.to_json(),
+            "candidate": self.candidate.to_json(),
+            "policy": self.policy.to_json(),
+            "suites_match": self.suites_match,
+            "worst": self.worst.value,
+            "counts": {v.value: n for v, n in self.counts().items()},
+            "notes": list(self.notes),
+            "cases": [c.to_json() for c in self.cases],
+            "nondeterministic": [list(c.key) for c in self.nondeterministic],
+            "env": self.env.to_json(),
+            "causes": [c.to_json() for c in self.causes],
+        }
+
+
+def compare_runs(
+    baseline: Run,
+    baseline_arrays: ArraySource,
+    candidate: Run,
+    candidate_arrays: ArraySource,
+    policy: Policy | None = None,
+) -> RunComparison:
+    """Every case of two runs compared under ``policy`` (``default`` when None)."""
+    policy = policy or DEFAULT_POLICY
+    old = {c.key: c for c in baseline.cases}
+    new = {c.key: c for c in candidate.cases}
+    notes: list[str] = []
+    if baseline.imported or candidate.imported:
+        side = "baseline" if baseline.imported else "candidate"
+        notes.append(f"the {side} is an environment imported from a collect_env report: it has no model "
+                     "outputs, so only the environments are compared")
+        cases = []
+    elif (baseline.suite_id, baseline.suite_version) != (candidate.suite_id, candidate.suite_version):
+        notes.append(
+            f"suites differ (baseline {baseline.suite_id} v{baseline.suite_version}, candidate "
+            f"{candidate.suite_id} v{candidate.suite_version}): no case can be matched, so every case is "
+            "reported missing on the other side"
+        )
+        cases = [_missing(c, Verdict.MISSING_IN_CANDIDATE) for c in old.values()]
+        cases += [_missing(c, Verdict.MISSING_IN_BASELINE) for c in new.values()]
+    else:
+        cases = []
+        for key in old.keys() | new.keys():
+            if key not in new:
+                cases.append(_missing(old[key], Verdict.MISSING_IN_CANDIDATE))
+            elif key not in old:
+                cases.append(_missing(new[key], Verdict.MISSING_IN_BASELINE))
+            else:
+                cases.append(compare_case(old[key], baseline_arrays, new[key], candidate_arrays, policy))
+    cases.sort(key=lambda c: (c.key, c.verdict.severity))
+    env = diff_environments(baseline.fingerprint, candidate.fingerprint)
+    return RunComparison(
+        baseline=RunInfo.of(baseline),
+        candidate=RunInfo.of(candidate),
+        policy=policy,
+        cases=tuple(cases),
+        env=env,
+        causes=likely_causes(env, cases),
+        notes=tuple(notes),
+    )
+
+
+def _missing(case: CaseResult, verdict: Verdict) -> CaseComparison:
+    on_baseline = verdict is Verdict.MISSING_IN_CANDIDATE
+    return CaseComparison(
+        key=case.key,
+        verdict=verdict,
+        detail=f"only in the {'baseline' if on_baseline else 'candidate'}",
+        baseline_repeat_identical=case.repeat_identical if on_baseline else None,
+        candidate_repeat_identical=None if on_baseline else case.repeat_identical,
+    )
+
+
+def compare_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource, policy: Policy) -> CaseComparison:
+    """One matched case (same key on both sides)."""
+    verdict, detail, metrics = _judge(old, old_arrays, new, new_arrays, policy)
+    layers = _layers(old, old_arrays, new, new_arrays) if verdict.changed or verdict is Verdict.IDENTICAL else ()
+    first = next((layer.name for layer in layers if not layer.identical), None)
+    notes = [detail]
+    if first is not None:
+        notes.append(f"first divergent layer {first}")
+    for side, case in (("baseline", old), ("candidate", new)):
+        if not case.repeat_identical:
+            notes.append(f"nondeterministic on the {side} ({case.repeats} repeats differed)")
+    return CaseComparison(
+        key=old.key,
+        verdict=verdict,
+        detail="; ".join(notes),
+        metrics=metrics,
+        baseline_repeat_identical=old.repeat_identical,
+        candidate_repeat_identical=new.repeat_identical,
+        layers=layers,
+        first_divergent_layer=first,
+    )
+
+
+def _judge(
+    old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource, policy: Policy
+) -> tuple[Verdict, str, Metrics | None]:
+    for side, case in (("baseline", old), ("candidate", new)):
+        if case.error is not None or case.output is None:
+            return Verdict.ERROR, f"failed on the {side}: {_one_line(case.error or 'no output')}", None
+    inputs = [
+        name for name, a, b in (("input", old.input_digest, new.input_digest), ("weight", old.weight_digest, new.weight_digest)) if a != b
+    ]
+    if inputs:
+        return Verdict.INPUTS_DIFFER, f"{' and '.join(inputs)} digests differ: compute cannot be judged", None
+    a, b = old.output, new.output
+    assert a is not None and b is not None
+    if a.shape != b.shape:
+        return Verdict.SHAPE_MISMATCH, f"shape {list(a.shape)} → {list(b.shape)}", None
+    if a.dtype != b.dtype:
+        return Verdict.DTYPE_MISMATCH, f"dtype {a.dtype} → {b.dtype}", None
+    tolerance = policy.for_dtype(a.dtype)
+    if a.sha256 == b.sha256:
+        return Verdict.IDENTICAL, "bitwise identical", Metrics.identical(a.shape, a.dtype, tolerance, old.time_axis)
+    time_axis = old.time_axis if old.time_axis == new.time_axis else None
+    metrics = compare_arrays(old_arrays.load(a), new_arrays.load(b), a.dtype, policy, time_axis)
+    return _verdict_of(metrics), describe(metrics), metrics
+
+
+def _verdict_of(metrics: Metrics) -> Verdict:
+    if metrics.nonfinite_mismatch:
+        return Verdict.NONFINITE_MISMATCH
+    if metrics.mismatched:
+        return Verdict.DRIFT
+    return Verdict.WITHIN_TOLERANCE
+
+
+def describe(m: Metrics) -> str:
+    """The key figures of a comparison in one short line."""
+    parts = []
+    if m.nonfinite_mismatch:
+        parts.append(
+            f"{m.nonfinite_mismatch} non-finite mismatch{'es' if m.nonfinite_mismatch > 1 else ''} (first at {_index(m.nonfinite_index)})"
+        )
+    if m.mismatched:
+        parts.append(f"{m.mismatched} / {m.n} mismatched ({m.mismatched_fraction:.1%}) under {m.tolerance}")
+    else:
+        parts.append(f"{m.changed} / {m.n} changed, all within {m.tolerance}")
+    parts.append(f"max {m.ulp_max} ULP, max abs {m.max_abs:.3g} at {_index(m.max_abs_index)}")
+    return "; ".join(parts)
+
+
+def _index(index: tuple[int, ...] | None) -> str:
+    return "-" if index is None else "(" + ", ".join(str(i) for i in index) + ")"
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _layers(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource) -> tuple[LayerDivergence, ...]:
+    """Per-layer divergence in forward order; layers decoded only when their digests differ.
+
+    When the outputs are identical no layer is decoded at all: a layer that
+    differs is reported by digest only.
+    """
+    decode = old.output is None or new.output is None or old.output.sha256 != new.output.sha256
+    theirs = dict(new.layers)
+    out = []
+    for name, a in old.layers:
+        b = theirs.get(name)
+        if b is None:
+            out.append(LayerDivergence(name, False, note="missing in candidate"))
+        elif a.sha256 == b.sha256:
+            out.append(LayerDivergence(name, True, 0.0, 0))
+        elif a.shape != b.shape or a.dtype != b.dtype:
+            out.append(LayerDivergence(name, False, note=f"{a.dtype}{list(a.shape)} → {b.dtype}{list(b.shape)}"))
+        elif not decode:
+            out.append(LayerDivergence(name, False, note="digests differ"))
+        else:
+            m = compare_arrays(old_arrays.load(a), new_arrays.load(b), a.dtype, Policy("bitwise"))
+            out.append(LayerDivergence(name, False, m.max_abs, m.ulp_max))
+    known = {name for name, _ in old.layers}
+    out.extend(LayerDivergence(name, False, note="missing in baseline") for name, _ in new.layers if name not in known)
+    return tuple(out)

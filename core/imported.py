@@ -1,0 +1,48 @@
+"""Environment-only runs from ``collect_env`` reports pasted into bug reports.
+
+An imported run has a fingerprint and no cases: it is compared by its
+environment alone. Its id comes from the pasted text, so importing the same
+report twice is recognised as the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+from core import __version__
+from core.collect_env import ParsedReport, parse_report
+from core.fingerprint.digest import fingerprint_digest
+from core.run import Run
+
+SUITE_ID = "environment-only"
+VARIANT = "imported"
+
+
+def run_from_report(text: str | bytes, *, label: str = "", note: str = "", tags: tuple[str, ...] = ()) -> tuple[Run, ParsedReport]:
+    """Parse a report (``ReportParseError`` if it is not one) into an environment-only run."""
+    parsed = parse_report(text)
+    fingerprint = dict(parsed.fingerprint)
+    identity = dict(fingerprint.get("identity") or {})
+    identity.update(label=label, note=note, tags=list(tags))
+    fingerprint["identity"] = identity
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    now = datetime.now(timezone.utc)
+    torch_version = (fingerprint.get("torch") or {}).get("version") or "unknown torch"
+    run = Run(
+        run_id=f"import-{hashlib.sha256(raw).hexdigest()[:24]}",
+        created_at=now.isoformat(timespec="seconds"),
+        suite_id=SUITE_ID,
+        suite_version=1,
+        variant=VARIANT,
+        fingerprint=fingerprint,
+        fingerprint_digest=fingerprint_digest(fingerprint),
+        cases=(),
+        settings={},
+        label=label or f"imported collect_env ({torch_version})",
+        tags=tags,
+        note=note or "imported from a collect_env report",
+        tool_version=__version__,
+        imported=True,
+    )
+    return run, parsed
