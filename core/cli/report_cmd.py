@@ -1,0 +1,82 @@
+"""``driftboard report``: a baseline against one or more candidates as a self-contained HTML file.
+
+Thin: resolve each run the way ``driftboard compare`` does, compare, hand the
+results to ``dashboard.report``. numpy and Plotly are imported inside the
+command; torch never is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from core.errors import DriftboardError
+
+EPILOG = """\b
+Examples:
+  driftboard report golden.driftboard laptop.driftboard -o report.html
+  driftboard report golden.driftboard a.driftboard b.driftboard -o drift.html --json drift.json
+  driftboard report golden.driftboard ci.driftboard -o report.html --policy ulp:4 --title "CI vs golden"
+
+\b
+The HTML opens without a network (plotly.js is inlined). Exit status: 0 when
+the report was written, whatever it found; 2 for bad usage or an unreadable run.
+Use `driftboard compare --fail-on` to gate a pipeline.
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("baseline")
+@click.argument("candidates", nargs=-1, required=True)
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Write the HTML report here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the data behind it as JSON.")
+@click.option(
+    "--policy",
+    default="default",
+    show_default=True,
+    help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), or default (torch.testing's per-dtype rtol/atol).",
+)
+@click.option("--title", default=None, help="Report title (default: the runs compared).")
+@click.option("--max-charts", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Chart at most this many changed cases per candidate, worst first.")
+def report(
+    baseline: str,
+    candidates: tuple[str, ...],
+    output: str,
+    json_path: str | None,
+    policy: str,
+    title: str | None,
+    max_charts: int,
+) -> None:
+    """Compare BASELINE with each CANDIDATE run and write a self-contained HTML report."""
+    from core.cli.compare_cmd import resolve_run
+    from core.compare import compare_runs, parse_policy
+    from dashboard.report import comparison_report_html, comparison_report_json
+
+    rule = parse_policy(policy)
+    base_run, base_arrays = resolve_run(baseline)
+    sources = {base_run.run_id: (base_run, base_arrays)}
+    results = []
+    for spec in candidates:
+        run, arrays = resolve_run(spec)
+        sources.setdefault(run.run_id, (run, arrays))
+        results.append(compare_runs(base_run, base_arrays, run, arrays, rule))
+    html = comparison_report_html(results, sources, title=title, max_charted_cases=max_charts)
+    _write(Path(output), html, "HTML report")
+    if json_path:
+        data = comparison_report_json(results, title=title)
+        _write(Path(json_path), json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n", "JSON")
+    worst = max((r.worst for r in results), key=lambda v: v.severity)
+    cases = sum(len(r.cases) for r in results)
+    extra = f" and {json_path}" if json_path else ""
+    click.echo(f"wrote {output}{extra}: {len(results)} comparison(s), {cases} cases, worst verdict {worst.value}")
+
+
+def _write(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DriftboardError(f"cannot write {what} to {path}: {exc.strerror or exc}") from None

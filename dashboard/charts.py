@@ -1,0 +1,916 @@
+"""Pure Plotly chart builders: plain data in, ``go.Figure`` out.
+
+Used by the Streamlit pages and by the HTML report; imports neither Streamlit
+nor torch. Every builder:
+
+- titles its chart and labels its axes with units ("ULP distance", "absolute error");
+- puts the figures in the hover text;
+- leaves background and text colours to the theme (transparent backgrounds,
+  semi-transparent grid lines, no font colour), so it reads in light and dark;
+- colours data with the Okabe-Ito colour-blind-safe palette, and never by colour
+  alone: verdicts also carry their word and icon (``dashboard.format``);
+- treats every label it is given as plain text (escaped: Plotly would read
+  ``<b>`` or ``<a href>`` in a label as markup);
+- answers empty input with an annotated figure that says why it is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.compare.metrics import LayerDivergence
+from core.compare.ulp import NAN_DISTANCE, ulp_distance
+from core.compare.verdict import Verdict
+from core.run import ArraySource, CaseResult, to_float64
+from dashboard.format import (
+    MISSING,
+    VERDICT_STYLES,
+    as_verdict,
+    case_key_text,
+    fmt_abs,
+    fmt_count,
+    fmt_shape,
+    fmt_time,
+    fmt_ulp,
+    parse_time,
+    plotly_text,
+    verdict_style,
+)
+
+if TYPE_CHECKING:
+    from core.compare.runs import CaseComparison
+
+# Okabe-Ito (colour-blind safe) roles; verdict colours live in dashboard.format.
+BLUE = "#0072B2"
+SKY = "#56B4E9"
+GREEN = "#009E73"
+ORANGE = "#E69F00"
+VERMILLION = "#D55E00"
+PURPLE = "#CC79A7"
+GREY = "#8C8C8C"
+GRID = "rgba(128, 128, 128, 0.25)"
+ZERO_LINE = "rgba(128, 128, 128, 0.55)"
+DIVERGING = "RdBu_r"  # blue below zero, red above; red-blue stays distinct for colour-blind readers
+
+HEATMAP_MAX = (240, 480)  # rows, columns drawn before blocks are reduced to their largest |difference|
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _styled(
+    fig: go.Figure,
+    title: str,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    subtitle: str | None = None,
+    height: int = 380,
+    *,
+    xaxis: dict[str, Any] | None = None,
+    yaxis: dict[str, Any] | None = None,
+    **layout: Any,
+) -> go.Figure:
+    """Common layout in one update (Plotly's per-call validation is most of a chart's build time):
+    title (plain text, escaped), axis titles, transparent backgrounds, grid lines for either theme."""
+    text = plotly_text(title, 160)
+    if subtitle:
+        text += f"<br><sup>{plotly_text(subtitle, 240)}</sup>"
+    axis = {"gridcolor": GRID, "zerolinecolor": ZERO_LINE, "automargin": True}
+    fig.update_layout({
+        "title": {"text": text, "x": 0.0, "xanchor": "left"},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "height": height,
+        "margin": {"l": 70, "r": 30, "t": 80 if subtitle else 60, "b": 100},
+        "hovermode": "closest",
+        # below the x-axis title: above the plot it would cover the subtitle
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0},
+        "xaxis": {**axis, "title": {"text": x_title}, **(xaxis or {})},
+        "yaxis": {**axis, "title": {"text": y_title}, **(yaxis or {})},
+        **layout,
+    })
+    return fig
+
+
+def empty_figure(title: str, message: str, height: int = 260) -> go.Figure:
+    """A figure with no data and ``message`` in its middle, saying why there is nothing to draw."""
+    note = {"text": plotly_text(message, 300), "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+            "showarrow": False, "font": {"size": 14}}
+    return _styled(go.Figure(), title, height=height, xaxis={"visible": False}, yaxis={"visible": False},
+                   annotations=[note])
+
+
+def _hover(text: Any) -> str:
+    """Plain multi-line text for a hover box: each line escaped, lines joined by ``<br>``."""
+    lines = str(text if text is not None else "").splitlines() or [""]
+    return "<br>".join(plotly_text(line, 200) for line in lines)
+
+
+def _values(array: np.ndarray, dtype: str | None) -> np.ndarray:
+    """float64 values of a stored array (``dtype`` given: bfloat16 bits decoded) or of plain numbers."""
+    array = np.asarray(array)
+    if dtype is not None:
+        return to_float64(array, dtype)
+    return array.astype(np.float64)
+
+
+def _spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    return len(positive) > 1 and math.log10(max(positive) / min(positive)) >= decades
+
+
+def _index_text(flat: np.ndarray, shape: tuple[int, ...]) -> list[str]:
+    if len(shape) <= 1:
+        return [f"[{int(i)}]" for i in flat]
+    coords = np.unravel_index(flat, shape)
+    return ["[" + ", ".join(str(int(c[k])) for c in coords) + "]" for k in range(len(flat))]
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _pow2(k: int) -> str:
+    return f"{1 << k:,}" if k < 10 else "2" + str(k).translate(_SUPERSCRIPT)
+
+
+# ---------------------------------------------------------------- ULP histogram
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """Exact bit length of non-negative uint64 values (0 -> 0), vectorised."""
+    x = values.astype(np.uint64, copy=True)
+    out = np.zeros(x.shape, dtype=np.int64)
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = x >= np.uint64(1 << shift)
+        out[big] += shift
+        x[big] >>= np.uint64(shift)
+    out[x > 0] += 1
+    return out
+
+
+def ulp_histogram(
+    distances: np.ndarray, title: str = "ULP distance per element", dtype: str | None = None
+) -> go.Figure:
+    """Elements per ULP distance, in power-of-two bins, counts on a log scale.
+
+    Bins: ``0`` (bitwise equal or ±0), then ``1``, ``2–3``, ``4–7``, … up to the
+    largest distance, and a separate ``NaN vs number`` bar for core.compare's NaN
+    marker (``NAN_DISTANCE[dtype]``; without ``dtype``, any float format's marker).
+    Float input may use NaN for that marker.
+    """
+    d = np.asarray(distances).reshape(-1)
+    if d.size == 0:
+        return empty_figure(title, "No elements to compare: the output is empty.")
+    if d.dtype.kind == "f":
+        nan = ~np.isfinite(d)
+        d = np.where(nan, 0, d).astype(np.uint64)
+    else:
+        d = d.astype(np.uint64)
+        if dtype is None:  # unknown format: any float format's marker (no real distance equals one)
+            nan = np.isin(d, np.array(sorted(NAN_DISTANCE.values()), dtype=np.uint64))
+        elif dtype in NAN_DISTANCE:
+            nan = d >= np.uint64(NAN_DISTANCE[dtype])
+        else:  # integers and bool: |a - b|, no NaN
+            nan = np.zeros(d.shape, dtype=bool)
+    n_nan = int(np.count_nonzero(nan))
+    finite = d[~nan]
+    bins = np.bincount(_bit_length(finite), minlength=1) if finite.size else np.zeros(1, dtype=np.int64)
+    n = d.size
+    labels, counts, colours, hovers = [], [], [], []
+    for k, count in enumerate(bins):
+        if k == 0:
+            label, span = "0", "0 ULP (equal values)"
+        elif k == 1:
+            label, span = "1", "1 ULP"
+        else:
+            lo, hi = 1 << (k - 1), (1 << k) - 1
+            label = f"{_pow2(k - 1)}–{_pow2(k) if k >= 11 else f'{hi:,}'}"
+            span = f"{lo:,} to {hi:,} ULP"
+        labels.append(label)
+        counts.append(int(count))
+        colours.append(GREEN if k == 0 else VERMILLION)
+        hovers.append(f"{span}<br>{fmt_count(int(count), n)} elements")
+    if n_nan:
+        labels.append("NaN vs number")
+        counts.append(n_nan)
+        colours.append(PURPLE)
+        hovers.append(f"NaN on one side only<br>{fmt_count(n_nan, n)} elements")
+    fig = go.Figure(go.Bar(
+        x=labels, y=counts, marker_color=colours, hovertext=hovers,
+        hovertemplate="%{hovertext}<extra></extra>", name="elements",
+    ))
+    changed = n - int(bins[0])
+    top = fmt_ulp(int(finite.max()), dtype) if finite.size else MISSING
+    subtitle = f"{fmt_count(changed, n)} elements differ; max {top} ULP"
+    if n_nan:
+        subtitle += f"; {n_nan:,} NaN vs number"
+    return _styled(fig, title, "ULP distance (power-of-two bins)", "elements (log scale)", subtitle,
+                   xaxis={"type": "category"},
+                   yaxis={"type": "log", "dtick": 1})  # a label per decade, no minor-tick clutter
+
+
+# ---------------------------------------------------------------- scatter
+
+
+def _sample(changed_order: np.ndarray, candidates: np.ndarray, max_points: int) -> np.ndarray:
+    """Deterministic subsample: the largest differences first (a tenth of the budget), then an even stride."""
+    if candidates.size <= max_points:
+        return candidates
+    keep_top = changed_order[: max(1, max_points // 10)]
+    rest = np.setdiff1d(candidates, keep_top, assume_unique=True)
+    stride = rest[np.linspace(0, rest.size - 1, max_points - keep_top.size).astype(np.int64)]
+    return np.union1d(keep_top, stride)
+
+
+def scatter_baseline_vs_candidate(
+    baseline: np.ndarray,
+    candidate: np.ndarray,
+    max_points: int = 5000,
+    dtype: str | None = None,
+    title: str = "Baseline vs candidate values",
+) -> go.Figure:
+    """Each element as a point (baseline value, candidate value) with the ``y = x`` line of no change.
+
+    Changed and unchanged elements are separate traces (colour and legend
+    words). Arrays above ``max_points`` elements are subsampled
+    deterministically: the largest differences, then an even stride. ``dtype``
+    says the arrays are stored raw (bfloat16 bits) and adds ULPs to the hover.
+    """
+    a = np.asarray(baseline)
+    b = np.asarray(candidate)
+    if a.shape != b.shape:
+        return empty_figure(title, f"Shapes differ ({fmt_shape(a.shape)} vs {fmt_shape(b.shape)}): "
+                                   "elements cannot be paired.")
+    if a.size == 0:
+        return empty_figure(title, "No elements to compare: the output is empty.")
+    fa = _values(a, dtype).reshape(-1)
+    fb = _values(b, dtype).reshape(-1)
+    finite = np.isfinite(fa) & np.isfinite(fb)
+    idx = np.flatnonzero(finite)
+    if idx.size == 0:
+        return empty_figure(title, f"All {a.size:,} elements are NaN or infinite on one side: nothing to plot.")
+    diff = np.abs(fb - fa)
+    changed_idx = idx[diff[idx] != 0]
+    order = changed_idx[np.argsort(-diff[changed_idx], kind="stable")]
+    shown = _sample(order, idx, max_points)
+    ulps = ulp_distance(a, b, dtype).reshape(-1) if dtype is not None else None
+    index_text = _index_text(shown, a.shape)
+    fig = go.Figure()
+    for name, colour, size, mask in (
+        ("unchanged", SKY, 5, diff[shown] == 0),
+        ("changed", VERMILLION, 6, diff[shown] != 0),
+    ):
+        pick = shown[mask]
+        if not pick.size:
+            continue
+        texts = [index_text[i] for i in np.flatnonzero(mask)]
+        ulp_col = [fmt_ulp(int(u), dtype) for u in ulps[pick]] if ulps is not None else [MISSING] * pick.size
+        custom = np.column_stack([texts, [fmt_abs(float(v)) for v in diff[pick]], ulp_col])
+        fig.add_trace(go.Scatter(
+            x=fa[pick], y=fb[pick], mode="markers", name=f"{name} ({pick.size:,} shown)",
+            marker={"color": colour, "size": size, "opacity": 0.75},
+            customdata=custom,
+            hovertemplate="element %{customdata[0]}<br>baseline %{x:.9g}<br>candidate %{y:.9g}"
+                          "<br>abs error %{customdata[1]}<br>ULP distance %{customdata[2]}<extra></extra>",
+        ))
+    lo = float(min(fa[idx].min(), fb[idx].min()))
+    hi = float(max(fa[idx].max(), fb[idx].max()))
+    fig.add_trace(go.Scatter(
+        x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (no change)",
+        line={"color": GREY, "dash": "dash", "width": 1}, hoverinfo="skip",
+    ))
+    sampled = f"{shown.size:,} shown" + (" (largest differences + even sample)" if shown.size < idx.size else "")
+    dropped = a.size - idx.size
+    subtitle = f"{fmt_count(changed_idx.size, idx.size)} changed; {sampled}" + (
+        f"; {dropped:,} NaN/Inf left out" if dropped else "")
+    return _styled(fig, title, "baseline value", "candidate value", subtitle, height=460,
+                   yaxis={"scaleanchor": "x", "scaleratio": 1})
+
+
+# ---------------------------------------------------------------- difference heatmap
+
+
+@dataclass(frozen=True)
+class Grid2D:
+    """A 2-D view of an N-D array and what its rows and columns are."""
+
+    values: np.ndarray
+    rows: str
+    columns: str
+    block: tuple[int, int] = (1, 1)  # elements per drawn cell (rows, columns) after reduction
+
+
+def as_2d(array: np.ndarray, time_axis: int | None = None) -> Grid2D | None:
+    """A 2-D view: timesteps × the rest when there is a time axis, else leading dims flattened × last dim.
+
+    Singleton dimensions are dropped first; None when fewer than two dimensions remain.
+    """
+    array = np.asarray(array)
+    keep = [i for i, n in enumerate(array.shape) if n != 1]
+    if len(keep) < 2:
+        return None
+    squeezed = array.reshape([array.shape[i] for i in keep])
+    if time_axis is not None and time_axis in keep:
+        t = keep.index(time_axis)
+        rest = [f"dim {keep[i]}" for i in range(len(keep)) if i != t]
+        moved = np.moveaxis(squeezed, t, 0)
+        return Grid2D(moved.reshape(moved.shape[0], -1), f"timestep (dim {time_axis})",
+                      " × ".join(rest) + (" (flattened)" if len(rest) > 1 else ""))
+    lead = [f"dim {i}" for i in keep[:-1]]
+    return Grid2D(squeezed.reshape(-1, squeezed.shape[-1]),
+                  " × ".join(lead) + (" (flattened)" if len(lead) > 1 else ""), f"dim {keep[-1]}")
+
+
+def reduce_blocks(values: np.ndarray, max_rows: int, max_cols: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Shrink a 2-D array to at most ``max_rows`` × ``max_cols``: each cell keeps its block's value of
+    largest magnitude (sign kept), so a single outlier stays visible. NaN only where a block is all NaN."""
+    rows, cols = values.shape
+    br, bc = math.ceil(rows / max_rows), math.ceil(cols / max_cols)
+    if br == 1 and bc == 1:
+        return values, (1, 1)
+    out_r, out_c = math.ceil(rows / br), math.ceil(cols / bc)
+    padded = np.full((out_r * br, out_c * bc), np.nan)
+    padded[:rows, :cols] = values
+    blocks = padded.reshape(out_r, br, out_c, bc).transpose(0, 2, 1, 3).reshape(out_r, out_c, br * bc)
+    magnitude = np.nan_to_num(np.abs(blocks), nan=-1.0)
+    pick = magnitude.argmax(axis=-1)[..., None]
+    return np.take_along_axis(blocks, pick, axis=-1)[..., 0], (br, bc)
+
+
+def difference_heatmap(
+    baseline: np.ndarray,
+    candidate: np.ndarray,
+    dtype: str | None = None,
+    time_axis: int | None = None,
+    title: str = "Difference (candidate − baseline)",
+) -> go.Figure:
+    """Signed difference per element on a diverging colour scale centred at 0.
+
+    Outputs with more than two dimensions are viewed as timesteps × the rest
+    (when ``time_axis`` is given) or leading dims flattened × the last dim; big
+    grids are reduced to blocks keeping their largest difference. NaN/Inf
+    mismatches are left blank (and counted in the subtitle).
+    """
+    a = np.asarray(baseline)
+    b = np.asarray(candidate)
+    if a.shape != b.shape:
+        return empty_figure(title, f"Shapes differ ({fmt_shape(a.shape)} vs {fmt_shape(b.shape)}): "
+                                   "no element-wise difference.")
+    fa, fb = _values(a, dtype), _values(b, dtype)
+    with np.errstate(invalid="ignore"):
+        diff = fb - fa
+    same_nonfinite = ~np.isfinite(fa) & (fa == fb) | (np.isnan(fa) & np.isnan(fb))
+    diff[same_nonfinite] = 0.0
+    mismatch = ~np.isfinite(diff)
+    diff[mismatch] = np.nan
+    grid = as_2d(diff, time_axis)
+    if grid is None:
+        return empty_figure(title, f"The output is {fmt_shape(a.shape)}: a heatmap needs two dimensions "
+                                   "of more than one element; see the histogram and scatter.")
+    z, block = reduce_blocks(grid.values, *HEATMAP_MAX)
+    biggest = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0
+    fig = go.Figure(go.Heatmap(
+        z=z, colorscale=DIVERGING, zmid=0.0,
+        colorbar={"title": {"text": "candidate − baseline"}, "exponentformat": "e"},
+        hovertemplate=("row %{y}, column %{x}<br>difference %{z:.3g}" +
+                       (f"<br>(largest of a {block[0]}×{block[1]} block)" if block != (1, 1) else "") +
+                       "<extra></extra>"),
+        hoverongaps=True,
+    ))
+    parts = [f"{fmt_shape(a.shape)} shown as {grid.values.shape[0]:,} × {grid.values.shape[1]:,}"]
+    if block != (1, 1):
+        parts.append(f"each cell the largest |difference| of {block[0]}×{block[1]} elements")
+    parts.append(f"max |difference| {fmt_abs(biggest)}" if biggest else "no differences")
+    if mismatch.any():
+        parts.append(f"{int(mismatch.sum()):,} NaN/Inf mismatches left blank")
+    unit = "" if block == (1, 1) else " (blocks)"
+    return _styled(fig, title, grid.columns + unit, grid.rows + unit, "; ".join(parts), height=440,
+                   xaxis={"showgrid": False}, yaxis={"autorange": "reversed", "showgrid": False})
+
+
+# ---------------------------------------------------------------- LSTM timesteps
+
+
+def timestep_error(
+    per_timestep_max_abs: Sequence[float | None],
+    title: str = "Largest absolute error at each timestep",
+    time_axis: int | None = None,
+) -> go.Figure:
+    """Max absolute error at each timestep; log y when the errors span orders of magnitude.
+
+    The first timestep with a non-zero error is marked: in an LSTM, drift that
+    starts early and grows is accumulated through the recurrence.
+    """
+    values = [None if v is None or not math.isfinite(float(v)) else float(v) for v in per_timestep_max_abs]
+    if not values:
+        return empty_figure(title, "This case has no time axis, so there is no error per timestep.")
+    steps = list(range(len(values)))
+    y = [np.nan if v is None else v for v in values]
+    log = _spans_decades(values)
+    zeros = sum(1 for v in values if v == 0)
+    fig = go.Figure(go.Scatter(
+        x=steps, y=y, mode="lines+markers", name="max |error|",
+        line={"color": VERMILLION}, marker={"size": 6},
+        hovertemplate="timestep %{x}<br>max abs error %{y:.3g}<extra></extra>",
+    ))
+    first = next((i for i, v in enumerate(values) if v), None)
+    shapes, notes = [], []
+    if first is not None:
+        shapes.append({"type": "line", "x0": first, "x1": first, "y0": 0, "y1": 1, "xref": "x", "yref": "paper",
+                       "line": {"color": GREY, "dash": "dot", "width": 1}})
+        notes.append({"x": first, "y": 1.0, "xref": "x", "yref": "paper", "text": f"first difference at t={first}",
+                      "showarrow": False, "xanchor": "left", "yanchor": "bottom", "xshift": 4})
+    parts = [f"{len(values)} timesteps"]
+    if first is None:
+        parts.append("identical at every timestep")
+    else:
+        parts.append(f"{len(values) - zeros} with a difference, max {fmt_abs(max(v for v in values if v))}")
+    if log and zeros:
+        parts.append(f"{zeros} error-free timesteps not drawn on the log axis")
+    axis = f" (index along dim {time_axis})" if time_axis is not None else ""
+    return _styled(fig, title, f"timestep{axis}", "max absolute error" + (" (log scale)" if log else ""),
+                   "; ".join(parts), shapes=shapes, annotations=notes,
+                   yaxis={"type": "log", "exponentformat": "e"} if log
+                   else {"exponentformat": "e", "rangemode": "tozero"})
+
+
+# ---------------------------------------------------------------- layers
+
+
+LayerInput = tuple[str, float | None] | LayerDivergence
+
+
+def layer_divergence(
+    layers: Sequence[LayerInput],
+    title: str = "Divergence by layer (forward order)",
+    first_divergent: str | None = None,
+) -> go.Figure:
+    """Largest absolute error of each intermediate output, first divergent layer highlighted.
+
+    ``layers`` are ``(name, max_abs or None)`` pairs or ``LayerDivergence``
+    (whose notes then explain layers compared by digest only). None: the layer
+    was not decoded or could not be compared.
+    """
+    if not layers:
+        return empty_figure(title, "This case records no intermediate layers.")
+    rows = []
+    for item in layers:
+        if isinstance(item, LayerDivergence):
+            rows.append((item.name, item.max_abs, item.identical, item.note))
+        else:
+            name, value = item
+            rows.append((name, value, value == 0, ""))
+    if first_divergent is None:
+        first_divergent = next((name for name, _, identical, _ in rows if not identical), None)
+    values = [v for _, v, _, _ in rows]
+    log = _spans_decades(values)
+    positive = [v for v in values if v]
+    floor = min(positive) / 10 if log and positive else 0.0
+    names, heights, colours, texts, hovers = [], [], [], [], []
+    for i, (name, value, identical, note) in enumerate(rows):
+        label = plotly_text(name, 60)
+        names.append(f"{i + 1}. {label}")
+        if identical:
+            state, colour = "identical", GREEN
+        elif value is None:
+            state, colour = plotly_text(note or "differs (not decoded)", 80), GREY
+        else:
+            state, colour = fmt_abs(value), ORANGE
+        if name == first_divergent:
+            colour = VERMILLION
+            state += " ← first divergent"
+        heights.append(value if value else floor)
+        colours.append(colour)
+        texts.append(state)
+        hovers.append(f"{label}<br>max abs error {fmt_abs(value)}<br>{state}")
+    fig = go.Figure(go.Bar(
+        x=names, y=heights, marker_color=colours, text=texts, textposition="outside", cliponaxis=False,
+        hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>", name="max |error|",
+    ))
+    subtitle = f"first divergent layer: {first_divergent}" if first_divergent else "every layer identical"
+    return _styled(fig, title, "layer (forward order)", "max absolute error" + (" (log scale)" if log else ""),
+                   subtitle, xaxis={"type": "category"},
+                   yaxis={"type": "log" if log else "linear", "exponentformat": "e"})
+
+
+# ---------------------------------------------------------------- drift matrix
+
+
+def drift_matrix(
+    run_labels: Sequence[str],
+    case_labels: Sequence[str],
+    verdict_grid: Sequence[Sequence[Verdict | str | None]],
+    hover_grid: Sequence[Sequence[str | None]] | None = None,
+    *,
+    run_ids: Sequence[str] | None = None,
+    case_keys: Sequence[str] | None = None,
+    title: str = "Drift against the baseline: runs × cases",
+) -> go.Figure:
+    """Runs (rows) × cases (columns), each cell coloured by its verdict; the colour bar lists verdict words.
+
+    ``verdict_grid[r][c]`` is the verdict of run r on case c (None: no result);
+    ``hover_grid`` the figures shown on hover (plain text, newlines allowed).
+    Trace 0 is the heatmap; trace 1 an invisible marker per cell that carries
+    the hover and can be clicked or box-selected (``st.plotly_chart(...,
+    on_select="rerun")`` returns its points). Both carry ``customdata`` =
+    ``[run id, case key]`` per cell; ``selected_cells`` turns a selection back
+    into those pairs. Axes are indices with the labels as ticks, so duplicate
+    labels never merge rows.
+    """
+    n_runs, n_cases = len(run_labels), len(case_labels)
+    if not n_runs or not n_cases:
+        what = "runs" if not n_runs else "cases"
+        return empty_figure(title, f"No {what} to show: store runs and choose a baseline to fill the matrix.")
+    run_ids = list(run_ids) if run_ids is not None else [str(r) for r in run_labels]
+    case_keys = list(case_keys) if case_keys is not None else [str(c) for c in case_labels]
+    verdicts = [[as_verdict(v) for v in row] for row in verdict_grid]
+    if len(verdicts) != n_runs or any(len(row) != n_cases for row in verdicts):
+        raise ValueError(f"verdict_grid must be {n_runs} rows × {n_cases} columns")
+    present = sorted({v for row in verdicts for v in row if v is not None}, key=lambda v: v.severity)
+    slot = {v: i for i, v in enumerate(present)}
+    z = np.array([[np.nan if v is None else slot[v] for v in row] for row in verdicts], dtype=float)
+    run_text = [plotly_text(r, 60) for r in run_labels]
+    case_text = [plotly_text(c, 60) for c in case_labels]
+    hover = np.empty((n_runs, n_cases), dtype=object)
+    icons = np.empty((n_runs, n_cases), dtype=object)
+    fills = np.empty((n_runs, n_cases), dtype=object)
+    inks = np.empty((n_runs, n_cases), dtype=object)
+    for r in range(n_runs):
+        for c in range(n_cases):
+            style = verdict_style(verdicts[r][c])
+            figures = hover_grid[r][c] if hover_grid is not None else None
+            hover[r, c] = (f"<b>{run_text[r]}</b><br>{case_text[c]}<br>{style.label}"
+                           + (f"<br>{_hover(figures)}" if figures else ""))
+            icons[r, c] = style.icon
+            fills[r, c], inks[r, c] = style.colour, style.text_colour
+    custom = np.empty((n_runs, n_cases, 2), dtype=object)
+    custom[..., 0] = np.array(run_ids, dtype=object)[:, None]
+    custom[..., 1] = np.array(case_keys, dtype=object)[None, :]
+    colourscale = _discrete_scale([VERDICT_STYLES[v].colour for v in present]) if present else [[0, GREY], [1, GREY]]
+    heat = go.Heatmap(
+        z=z, x=list(range(n_cases)), y=list(range(n_runs)),
+        colorscale=colourscale, zmin=-0.5, zmax=max(len(present), 1) - 0.5, xgap=1, ygap=1,
+        customdata=custom, hoverinfo="skip", name="verdict",
+        colorbar={
+            "title": {"text": "verdict"},
+            "tickmode": "array",
+            "tickvals": list(range(len(present))),
+            "ticktext": [VERDICT_STYLES[v].label for v in present],
+            "lenmode": "pixels", "len": 26 * max(len(present), 1) + 20,
+            "y": 1.0, "yanchor": "top",
+        },
+    )
+    if n_runs * n_cases <= 1200:  # icons in cells: words and symbols, not colour alone
+        heat.update(text=icons, texttemplate="%{text}", textfont={"size": 11})
+    rows, cols = np.divmod(np.arange(n_runs * n_cases), n_cases)
+    picker = go.Scatter(
+        x=cols, y=rows, mode="markers", name="cells",
+        marker={"symbol": "square-open", "size": 10, "color": GREY, "opacity": 0.0},
+        selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 0.0}},
+        customdata=custom.reshape(-1, 2), hovertext=hover.reshape(-1),
+        hoverlabel={"bgcolor": fills.reshape(-1), "font": {"color": inks.reshape(-1)}},
+        hovertemplate="%{hovertext}<extra></extra>", showlegend=False,
+    )
+    fig = go.Figure([heat, picker])
+    row_px = min(24.0, max(6.0, 720 / n_runs))  # rows readable when few, the whole matrix on screen when many
+    plot_px = max(min(1100, n_runs * row_px), 26 * max(len(present), 1) + 20)
+    stride = max(1, math.ceil(n_runs * 14 / plot_px))  # a run label every 14 px at most
+    return _styled(
+        fig, title, "case", "run",
+        f"{n_runs:,} runs × {n_cases} cases; hover a cell for its figures, click or box-select cells to compare",
+        height=int(plot_px + 230),
+        xaxis={"tickmode": "array", "tickvals": list(range(n_cases)), "ticktext": case_text, "tickangle": -40,
+               "showgrid": False, "zeroline": False, "range": [-0.5, n_cases - 0.5]},
+        yaxis={"tickmode": "array", "tickvals": list(range(0, n_runs, stride)), "ticktext": run_text[::stride],
+               "autorange": "reversed", "showgrid": False, "zeroline": False},
+        meta={"run_ids": run_ids, "case_keys": case_keys}, dragmode="select",
+        margin={"l": 160, "r": 30, "t": 80, "b": 150},
+    )
+
+
+def _discrete_scale(colours: Sequence[str]) -> list[list[Any]]:
+    """A step colour scale: integer z = i is drawn in ``colours[i]`` exactly."""
+    n = len(colours)
+    scale: list[list[Any]] = []
+    for i, colour in enumerate(colours):
+        scale += [[i / n, colour], [(i + 1) / n, colour]]
+    return scale
+
+
+def selected_cells(fig: go.Figure | Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(run id, case key) of each selected or clicked drift-matrix point, in order, without repeats.
+
+    ``points`` are Plotly event points (Streamlit's ``event.selection.points``):
+    their ``customdata`` when present, else their x/y indices looked up in the
+    figure's ``layout.meta``.
+    """
+    layout = fig.layout if isinstance(fig, go.Figure) else fig.get("layout", {})
+    meta = (layout.meta if isinstance(fig, go.Figure) else layout.get("meta")) or {}
+    run_ids, case_keys = meta.get("run_ids", []), meta.get("case_keys", [])
+    out: list[tuple[str, str]] = []
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)) and len(custom) >= 2:
+            pair = (str(custom[0]), str(custom[1]))
+        else:
+            try:
+                pair = (run_ids[int(point["y"])], case_keys[int(point["x"])])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+        if pair not in out:
+            out.append(pair)
+    return out
+
+
+# ---------------------------------------------------------------- machine timeline
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    """One run of a machine, against the golden."""
+
+    run_id: str
+    captured_at: str  # ISO 8601
+    label: str = ""
+    drifted: int = 0  # cases whose outputs are no longer bitwise identical (core.compare's "drifted")
+    failing: int = 0  # cases at or past --fail-on drift (beyond tolerance, missing, errors)
+    compared: int = 0  # cases in the comparison
+    worst: Verdict | None = None  # None: not compared (no golden, or this run is the golden)
+    ulp_max: int | None = None
+    is_golden: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "captured_at": self.captured_at,
+            "label": self.label,
+            "drifted": self.drifted,
+            "failing": self.failing,
+            "compared": self.compared,
+            "worst": self.worst.value if self.worst else None,
+            "ulp_max": self.ulp_max,
+            "is_golden": self.is_golden,
+        }
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """An environment change between two consecutive runs of a machine."""
+
+    before_run_id: str
+    after_run_id: str
+    before_at: str
+    after_at: str
+    changes: tuple[str, ...]  # "NVIDIA driver 535 → 580", numerics-relevant first
+    keys: tuple[str, ...] = field(default=())  # the fingerprint keys behind them
+
+    @property
+    def label(self) -> str:
+        """Short marker text: the first two changes and how many more."""
+        shown = list(self.changes[:2])
+        if len(self.changes) > 2:
+            shown.append(f"+{len(self.changes) - 2} more")
+        return "; ".join(shown)
+
+    @property
+    def at(self) -> str:
+        """Where the marker goes: halfway between the two runs (the change happened in between)."""
+        a, b = parse_time(self.before_at), parse_time(self.after_at)
+        if a is None or b is None:
+            return self.after_at
+        return (a + (b - a) / 2).isoformat()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "before_run_id": self.before_run_id,
+            "after_run_id": self.after_run_id,
+            "before_at": self.before_at,
+            "after_at": self.after_at,
+            "label": self.label,
+            "changes": list(self.changes),
+            "keys": list(self.keys),
+        }
+
+
+TimelineMetric = Literal["drifted", "failing", "ulp_max"]
+_METRIC_TITLES = {
+    "drifted": "cases differing from the golden",
+    "failing": "cases beyond tolerance (or missing / failed)",
+    "ulp_max": "worst ULP distance to the golden",
+}
+
+
+def machine_timeline(
+    points: Sequence[TimelinePoint],
+    events: Sequence[TimelineEvent] = (),
+    y: TimelineMetric = "drifted",
+    title: str = "Machine history against the golden",
+) -> go.Figure:
+    """A machine's runs over time (y: drifted cases, failing cases or worst ULP) with environment
+    changes as labelled vertical markers, one per event."""
+    if not points:
+        return empty_figure(title, "No runs of this machine yet: capture and push one to start its history.")
+    ordered = sorted(points, key=lambda p: (parse_time(p.captured_at) or parse_time("1970-01-01"), p.run_id))
+    xs = [_x_time(p.captured_at) for p in ordered]
+    values: list[float | None] = []
+    for p in ordered:
+        if p.is_golden:
+            values.append(0)  # the golden against itself
+        elif p.worst is None:
+            values.append(None)  # not compared: drawn as a gap
+        else:
+            values.append(p.ulp_max if y == "ulp_max" else getattr(p, y))
+    hovers, colours, symbols = [], [], []
+    for p in ordered:
+        style = verdict_style(p.worst if not p.is_golden else Verdict.IDENTICAL)
+        head = f"<b>{plotly_text(p.label or p.run_id, 60)}</b>" + (" (golden)" if p.is_golden else "")
+        lines = [head, plotly_text(p.run_id, 60), fmt_time(p.captured_at)]
+        if p.is_golden:
+            lines.append("the golden baseline itself")
+        elif p.worst is None:
+            lines.append("not compared with the golden")
+        else:
+            lines += [f"worst: {style.label}", f"{fmt_count(p.drifted, p.compared)} cases differ",
+                      f"{p.failing} beyond tolerance / missing / failed", f"max ULP {fmt_ulp(p.ulp_max)}"]
+        hovers.append("<br>".join(lines))
+        colours.append(style.colour if (p.worst is not None or p.is_golden) else GREY)
+        symbols.append("star" if p.is_golden else "circle")
+    fig = go.Figure(go.Scatter(
+        x=xs, y=[np.nan if v is None else v for v in values], mode="lines+markers", name="runs",
+        line={"color": GREY, "width": 1}, connectgaps=True,
+        marker={"color": colours, "size": 11, "symbol": symbols, "line": {"width": 1, "color": GREY}},
+        hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>",
+        customdata=[p.run_id for p in ordered],
+    ))
+    finite = [v for v in values if v is not None]
+    top = max(finite) if finite else 1
+    marker_y = (top if top > 0 else 1) * (1.6 if y == "ulp_max" else 1.08) if finite else 1
+    shapes, notes = [], []
+    times = [t for t in (parse_time(p.captured_at) for p in ordered) if t is not None]
+    late = times[0] + (times[-1] - times[0]) * 0.75 if times else None
+    for i, event in enumerate(events):
+        x = _x_time(event.at)
+        when = parse_time(event.at)
+        right = late is not None and when is not None and when > late  # a label near the right edge runs inwards
+        shapes.append({"type": "line", "x0": x, "x1": x, "y0": 0, "y1": 1, "xref": "x", "yref": "paper",
+                       "line": {"color": ORANGE, "width": 2, "dash": "dash"}})
+        notes.append({"x": x, "y": 1.0 + 0.07 * (i % 3), "xref": "x", "yref": "paper",
+                      "text": plotly_text(event.label, 70), "showarrow": False,
+                      "xanchor": "right" if right else "left", "xshift": -3 if right else 3,
+                      "yanchor": "bottom", "bgcolor": "rgba(128,128,128,0.12)"})
+    if events:
+        fig.add_trace(go.Scatter(
+            x=[_x_time(e.at) for e in events], y=[marker_y] * len(events), mode="markers",
+            name="environment change", marker={"symbol": "triangle-down", "size": 13, "color": ORANGE},
+            hovertext=[_event_hover(e) for e in events], hovertemplate="%{hovertext}<extra></extra>",
+            customdata=[[e.before_run_id, e.after_run_id] for e in events],
+        ))
+    log = y == "ulp_max" and _spans_decades([float(v) for v in finite if v is not None])
+    subtitle = f"{len(ordered)} runs, {len(events)} environment change{'s' if len(events) != 1 else ''}"
+    return _styled(fig, title, "captured (UTC)", _METRIC_TITLES[y] + (" (log scale)" if log else ""), subtitle,
+                   height=440, shapes=shapes, annotations=notes,
+                   margin={"l": 70, "r": 30, "t": 80 + 22 * min(len(events), 3), "b": 100},
+                   yaxis={"type": "log"} if log else {"rangemode": "tozero"})
+
+
+def _x_time(iso: str) -> str:
+    """A timestamp Plotly reads as a date (UTC, no offset: Plotly ignores offsets)."""
+    when = parse_time(iso)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if when else iso
+
+
+def _event_hover(event: TimelineEvent) -> str:
+    lines = ["<b>environment change</b>", *(plotly_text(c, 100) for c in event.changes[:12])]
+    if len(event.changes) > 12:
+        lines.append(f"… {len(event.changes) - 12} more")
+    lines.append(f"between {plotly_text(event.before_run_id, 40)} and {plotly_text(event.after_run_id, 40)}")
+    return "<br>".join(lines)
+
+
+# ---------------------------------------------------------------- verdict counts
+
+
+def verdict_counts_bar(counts: Mapping[Verdict | str, int], title: str = "Cases by verdict") -> go.Figure:
+    """One horizontal bar per verdict present, most severe on top, labelled with icon and word."""
+    rows = sorted(((as_verdict(v), int(n)) for v, n in counts.items() if n), key=lambda r: r[0].severity)
+    if not rows:
+        return empty_figure(title, "No cases were compared.")
+    total = sum(n for _, n in rows)
+    fig = go.Figure(go.Bar(
+        x=[n for _, n in rows], y=[VERDICT_STYLES[v].label for v, _ in rows], orientation="h",
+        marker_color=[VERDICT_STYLES[v].colour for v, _ in rows],
+        text=[f"{n:,}" for _, n in rows], textposition="outside", cliponaxis=False,
+        hovertext=[f"{VERDICT_STYLES[v].label}: {fmt_count(n, total)} cases<br>{VERDICT_STYLES[v].meaning}"
+                   for v, n in rows],
+        hovertemplate="%{hovertext}<extra></extra>", name="cases",
+    ))
+    return _styled(fig, title, "cases", None, height=max(220, 140 + 34 * len(rows)), yaxis={"type": "category"})
+
+
+# ---------------------------------------------------------------- one case
+
+
+@dataclass(frozen=True)
+class CaseCharts:
+    """The charts that apply to one case, or the reason there are none.
+
+    Iterating it yields the ``(title, figure)`` pairs, so it reads like the
+    plain list; ``explanation`` is a short sentence for the page to show above
+    them (or instead of them), always set.
+    """
+
+    explanation: str
+    figures: tuple[tuple[str, go.Figure], ...] = ()
+
+    def __iter__(self) -> Iterator[tuple[str, go.Figure]]:
+        return iter(self.figures)
+
+    def __len__(self) -> int:
+        return len(self.figures)
+
+    def __getitem__(self, i: int) -> tuple[str, go.Figure]:
+        return self.figures[i]
+
+
+def case_figures(
+    comparison: CaseComparison,
+    baseline_arrays: ArraySource | None,
+    candidate_arrays: ArraySource | None,
+    baseline_case: CaseResult | None,
+    candidate_case: CaseResult | None,
+    max_points: int = 5000,
+) -> CaseCharts:
+    """The charts for one compared case: ULP histogram, scatter, heatmap (2-D or more), error by
+    timestep (time axis), divergence by layer (layers) — or a short explanation instead when the
+    case is identical, missing on one side, fed other inputs, or could not be compared."""
+    verdict = comparison.verdict
+    name = case_key_text(comparison.key)
+    reason = _no_chart_reason(comparison, baseline_case, candidate_case)
+    layers_fig = []
+    if comparison.layers and any(not layer.identical for layer in comparison.layers):
+        layers_fig = [("Divergence by layer", layer_divergence(
+            comparison.layers, title=f"{name}: divergence by layer", first_divergent=comparison.first_divergent_layer))]
+    if reason is not None:
+        return CaseCharts(reason, tuple(layers_fig))
+    assert baseline_case is not None and candidate_case is not None
+    assert baseline_case.output is not None and candidate_case.output is not None
+    if baseline_arrays is None or candidate_arrays is None:
+        return CaseCharts(f"{verdict_style(verdict).label}: {comparison.detail}. The arrays are not available "
+                          "here, so only the figures are shown.", tuple(layers_fig))
+    dtype = baseline_case.output.dtype
+    a = baseline_arrays.load(baseline_case.output)
+    b = candidate_arrays.load(candidate_case.output)
+    figures: list[tuple[str, go.Figure]] = [
+        ("ULP distance histogram", ulp_histogram(ulp_distance(a, b, dtype), title=f"{name}: ULP distance per element",
+                                                 dtype=dtype)),
+        ("Baseline vs candidate", scatter_baseline_vs_candidate(a, b, max_points, dtype=dtype,
+                                                                title=f"{name}: baseline vs candidate")),
+    ]
+    if as_2d(a, comparison.metrics.time_axis if comparison.metrics else None) is not None:
+        figures.append(("Difference heatmap", difference_heatmap(
+            a, b, dtype=dtype, time_axis=comparison.metrics.time_axis if comparison.metrics else None,
+            title=f"{name}: difference (candidate − baseline)")))
+    metrics = comparison.metrics
+    if metrics is not None and metrics.timestep_max_abs is not None:
+        figures.append(("Error by timestep", timestep_error(
+            metrics.timestep_max_abs, title=f"{name}: largest absolute error at each timestep",
+            time_axis=metrics.time_axis)))
+    figures += layers_fig
+    return CaseCharts(f"{verdict_style(verdict).label}: {comparison.detail}", tuple(figures))
+
+
+def _no_chart_reason(
+    comparison: CaseComparison, baseline_case: CaseResult | None, candidate_case: CaseResult | None
+) -> str | None:
+    """Why a case gets no element charts, or None when it does."""
+    v = comparison.verdict
+    label = verdict_style(v).label
+    if v is Verdict.MISSING_IN_CANDIDATE:
+        return (f"{label}: only the baseline ran this case; the candidate's suite does not include it, or it was "
+                "skipped there (another device or dtype). Nothing to compare.")
+    if v is Verdict.MISSING_IN_BASELINE:
+        return (f"{label}: only the candidate ran this case; it is new since the baseline, or the baseline "
+                "machine lacks its device or dtype. Nothing to compare.")
+    if v is Verdict.INPUTS_DIFFER:
+        return (f"{label}: {comparison.detail}. The two machines fed the model different reference data, so a "
+                "difference in outputs says nothing about their compute; check the numpy and suite versions.")
+    if v is Verdict.IDENTICAL:
+        n = comparison.metrics.n if comparison.metrics else None
+        count = f" all {n:,} values" if n is not None else ""
+        extra = ""
+        if comparison.layers and any(not layer.identical for layer in comparison.layers):
+            extra = " Some intermediate layers differ by digest; see the layer chart."
+        return f"{label}:{count} are the same bits on both machines; there is no difference to chart.{extra}"
+    if v in (Verdict.SHAPE_MISMATCH, Verdict.DTYPE_MISMATCH, Verdict.ERROR):
+        return f"{label}: {comparison.detail}. The outputs cannot be compared element by element."
+    if (baseline_case is None or candidate_case is None
+            or baseline_case.output is None or candidate_case.output is None):
+        return f"{label}: {comparison.detail}. The case's outputs are not available."
+    return None

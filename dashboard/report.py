@@ -1,0 +1,642 @@
+"""Self-contained HTML reports and the JSON behind them: a comparison, and a machine's upgrade audit.
+
+An HTML report opens without a network: plotly.js is inlined once in the
+head, every chart after it refers to that copy, tables are plain HTML, and
+the data the report was built from is embedded as JSON
+(``<script type="application/json" id="driftboard-data">``). All text that
+came from a user or a bundle (labels, notes, hostnames, tags, case ids,
+fingerprint values) is escaped. Colours follow ``prefers-color-scheme``.
+
+Pure functions over ``core.compare`` results: no Streamlit, no torch.
+
+    html = comparison_report_html([result], runs={run.run_id: (run, arrays), ...})
+    audit = machine_audit("gpu-node-3", runs, comparisons_by_run_id)
+    html = machine_report_html(audit)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from core import __version__
+from core.compare.envdiff import diff_environments
+from core.compare.metrics import worst_elements
+from core.compare.runs import CaseComparison, RunComparison, RunInfo
+from core.compare.verdict import Verdict
+from core.run import ArraySource, Run
+from dashboard import charts
+from dashboard.format import (
+    MISSING,
+    case_key_text,
+    fmt_abs,
+    fmt_count,
+    fmt_index,
+    fmt_rel,
+    fmt_time,
+    fmt_ulp,
+    html_text,
+    parse_time,
+    verdict_style,
+)
+
+REPORT_VERSION = 1
+CaseKey = tuple[str, str, str]
+RunSources = Mapping[str, tuple[Run, ArraySource]]  # run id -> the run and where its arrays live
+
+
+# ---------------------------------------------------------------- comparison report
+
+
+def comparison_report_json(
+    comparisons: Sequence[RunComparison], *, title: str | None = None, generated_at: str | None = None
+) -> dict[str, Any]:
+    """The data behind a comparison report: JSON-ready (no NaN or infinity), versioned."""
+    return {
+        "kind": "driftboard.comparison_report",
+        "report_version": REPORT_VERSION,
+        "tool_version": __version__,
+        "title": title or _comparison_title(comparisons),
+        "generated_at": generated_at or _now(),
+        "comparisons": [c.to_json() for c in comparisons],
+    }
+
+
+def comparison_report_html(
+    comparisons: Sequence[RunComparison],
+    runs: RunSources | None = None,
+    *,
+    title: str | None = None,
+    generated_at: str | None = None,
+    max_charted_cases: int = 20,
+    max_points: int = 5000,
+) -> str:
+    """One self-contained HTML page for a baseline against one or more candidates.
+
+    ``runs`` maps run ids to (run, arrays) for the charts of changed cases (at
+    most ``max_charted_cases`` per comparison, worst first); without it the
+    report has the tables and the per-case explanations only.
+    """
+    data = comparison_report_json(comparisons, title=title, generated_at=generated_at)
+    doc = _Document(data["title"])
+    doc.add(f"<h1>{html_text(data['title'])}</h1>")
+    doc.add(_meta_line(data["generated_at"]))
+    if not comparisons:
+        doc.add("<p class='empty'>No comparisons were given: nothing to report.</p>")
+    for i, comparison in enumerate(comparisons, 1):
+        _comparison_section(doc, i, comparison, runs or {}, max_charted_cases, max_points)
+    return doc.render(data)
+
+
+def _comparison_title(comparisons: Sequence[RunComparison]) -> str:
+    if not comparisons:
+        return "driftboard comparison"
+    base = comparisons[0].baseline.name
+    if len(comparisons) == 1:
+        return f"driftboard: {base} vs {comparisons[0].candidate.name}"
+    return f"driftboard: {base} vs {len(comparisons)} candidates"
+
+
+def _comparison_section(
+    doc: _Document, number: int, comparison: RunComparison, runs: RunSources, max_charted: int, max_points: int
+) -> None:
+    b, c = comparison.baseline, comparison.candidate
+    doc.add(f"<section class='comparison' id='comparison-{number}'>")
+    doc.add(f"<h2>{number}. {html_text(b.name)} <span class='muted'>(baseline)</span> → "
+            f"{html_text(c.name)} <span class='muted'>(candidate)</span></h2>")
+    doc.add(_run_table(b, c))
+    counts = " ".join(f"{_chip(v)} {n}" for v, n in reversed(comparison.counts().items()) if n)
+    doc.add(f"<p class='summary'>Worst verdict {_chip(comparison.worst)} under policy "
+            f"<code>{html_text(comparison.policy)}</code> · {len(comparison.cases)} cases: {counts or 'none'}</p>")
+    for note in comparison.notes:
+        doc.add(f"<p class='note'>Note: {html_text(note, 600)}</p>")
+    _causes(doc, comparison)
+    _environment(doc, comparison)
+    doc.add("<h3>Cases</h3>")
+    doc.add(_case_table(comparison))
+    _case_details(doc, comparison, runs, max_charted, max_points)
+    doc.add("</section>")
+
+
+def _run_table(b: RunInfo, c: RunInfo) -> str:
+    rows = [
+        ("run", b.run_id, c.run_id),
+        ("label", b.label or MISSING, c.label or MISSING),
+        ("host", b.hostname or MISSING, c.hostname or MISSING),
+        ("captured", fmt_time(b.created_at), fmt_time(c.created_at)),
+        ("settings variant", b.variant, c.variant),
+        ("suite", f"{b.suite_id} v{b.suite_version}", f"{c.suite_id} v{c.suite_version}"),
+    ]
+    body = "".join(f"<tr><th scope='row'>{name}</th><td>{html_text(x)}</td><td>{html_text(y)}</td></tr>"
+                   for name, x, y in rows)
+    return (f"<table class='runs'><thead><tr><th></th><th>baseline</th><th>candidate</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def _causes(doc: _Document, comparison: RunComparison) -> None:
+    if not comparison.causes:
+        return
+    doc.add("<h3>Likely causes</h3><ol class='causes'>")
+    for cause in comparison.causes:
+        doc.add(f"<li><strong>{html_text(cause.title)}</strong> <span class='muted'>({cause.confidence} "
+                f"confidence)</span><br>{html_text(cause.evidence, 2000)}</li>")
+    doc.add("</ol>")
+
+
+def _environment(doc: _Document, comparison: RunComparison) -> None:
+    env = comparison.env
+    doc.add("<h3>Environment</h3>")
+    if not env.changes:
+        doc.add("<p>Identical fingerprints.</p>")
+        return
+    doc.add(f"<p>{len(env.numerics)} numerics-relevant change(s), {len(env.informational)} informational.</p>")
+    if env.numerics:
+        doc.add(_env_table(env.numerics))
+    if env.informational:
+        doc.add(f"<details><summary>{len(env.informational)} informational change(s) (cannot change numbers)"
+                f"</summary>{_env_table(env.informational)}</details>")
+
+
+def _env_table(changes: Iterable[Any]) -> str:
+    rows = []
+    for change in changes:
+        old = MISSING if change.kind == "added" else _value(change.baseline)
+        new = MISSING if change.kind == "removed" else _value(change.candidate)
+        rows.append(f"<tr><td>{html_text(change.label)}</td><td><code>{html_text(change.key)}</code></td>"
+                    f"<td>{html_text(old)}</td><td>{html_text(new)}</td></tr>")
+    return ("<table class='env'><thead><tr><th>field</th><th>key</th><th>baseline</th><th>candidate</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _value(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _case_table(comparison: RunComparison) -> str:
+    head = ("<thead><tr><th>case</th><th>device</th><th>dtype</th><th>verdict</th><th class='num'>max ULP</th>"
+            "<th class='num'>p99 ULP</th><th class='num'>max abs</th><th class='num'>max rel</th>"
+            "<th class='num'>mismatched</th><th>notes</th></tr></thead>")
+    rows = []
+    for case in sorted(comparison.cases, key=lambda c: (-c.verdict.severity, c.key)):
+        m = case.metrics
+        if m is not None:
+            figures = [fmt_ulp(m.ulp_max, m.dtype), fmt_ulp(m.ulp_p99, m.dtype),
+                       f"{fmt_abs(m.max_abs)}" + (f" at {fmt_index(m.max_abs_index)}" if m.max_abs_index else ""),
+                       fmt_rel(m.max_rel), fmt_count(m.mismatched, m.n)]
+        else:
+            figures = [MISSING] * 5
+        cells = "".join(f"<td class='num'>{html_text(f)}</td>" for f in figures)
+        rows.append(f"<tr><td><a href='#{_anchor(case)}'>{html_text(case.case_id)}</a></td>"
+                    f"<td>{html_text(case.device)}</td><td>{html_text(case.dtype)}</td><td>{_chip(case.verdict)}</td>"
+                    f"{cells}<td>{html_text(_notes(case), 400)}</td></tr>")
+    return f"<table class='cases'>{head}<tbody>{''.join(rows)}</tbody></table>"
+
+
+def _notes(case: CaseComparison) -> str:
+    """What the figures columns do not say: why a case was not compared, layers, nondeterminism."""
+    words = []
+    if not case.verdict.changed:
+        words.append(case.detail)
+    if case.first_divergent_layer:
+        words.append(f"first divergent layer {case.first_divergent_layer}")
+    for side in ("baseline", "candidate"):
+        if getattr(case, f"{side}_repeat_identical") is False:
+            words.append(f"nondeterministic on the {side}")
+    if case.metrics is not None and case.metrics.nonfinite_mismatch:
+        words.append(f"{case.metrics.nonfinite_mismatch:,} NaN/Inf mismatches, first at "
+                     f"{fmt_index(case.metrics.nonfinite_index)}")
+    return "; ".join(words)
+
+
+def _anchor(case: CaseComparison, prefix: str = "case") -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in case_key_text(case.key))
+    return f"{prefix}-{safe}"
+
+
+def _case_details(
+    doc: _Document, comparison: RunComparison, runs: RunSources, max_charted: int, max_points: int
+) -> None:
+    """Charts for changed cases (worst first, up to ``max_charted``), explanations for the others."""
+    shown = [c for c in comparison.cases if c.verdict is not Verdict.IDENTICAL]
+    if not shown:
+        doc.add("<p>Every case is bitwise identical: there is no difference to chart.</p>")
+        return
+    shown.sort(key=lambda c: (-c.verdict.severity, -(c.metrics.ulp_max if c.metrics else 0), c.key))
+    doc.add("<h3>Case details</h3>")
+    base = runs.get(comparison.baseline.run_id)
+    cand = runs.get(comparison.candidate.run_id)
+    charted = 0
+    for case in shown:
+        base_case = _find_case(base[0] if base else None, case.key)
+        cand_case = _find_case(cand[0] if cand else None, case.key)
+        with_charts = case.verdict.changed and charted < max_charted and base is not None and cand is not None
+        doc.add(f"<article class='case' id='{_anchor(case)}'><h4>{html_text(case_key_text(case.key))} "
+                f"{_chip(case.verdict)}</h4>")
+        if with_charts:
+            assert base is not None and cand is not None
+            result = charts.case_figures(case, base[1], cand[1], base_case, cand_case, max_points=max_points)
+            charted += 1
+        else:
+            result = charts.case_figures(case, None, None, base_case, cand_case)
+        explanation = result.explanation
+        if case.verdict.changed and not with_charts:
+            explanation += (" (Charts left out: arrays not given.)" if base is None or cand is None
+                            else f" (Charts left out: only the {max_charted} worst changed cases are charted.)")
+        doc.add(f"<p>{html_text(explanation, 1000)}</p>")
+        if result.figures:
+            doc.add("<div class='charts'>" + "".join(doc.figure(fig) for _, fig in result.figures) + "</div>")
+        if with_charts and base_case is not None and cand_case is not None:
+            doc.add(_worst_table(base, cand, base_case, cand_case, case))
+        doc.add("</article>")
+
+
+def _find_case(run: Run | None, key: CaseKey) -> Any:
+    if run is None:
+        return None
+    try:
+        return run.case(*key)
+    except KeyError:
+        return None
+
+
+def _worst_table(base: tuple[Run, ArraySource], cand: tuple[Run, ArraySource], base_case: Any, cand_case: Any,
+                 case: CaseComparison) -> str:
+    old, new = base_case.output, cand_case.output
+    if old is None or new is None:
+        return ""
+    rows = worst_elements(base[1].load(old), cand[1].load(new), old.dtype, k=10)
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{fmt_index(r.index)}</td><td class='num'>{r.baseline!r}</td><td class='num'>{r.candidate!r}</td>"
+        f"<td class='num'>{fmt_abs(r.abs)}</td><td class='num'>{fmt_rel(r.rel)}</td>"
+        f"<td class='num'>{fmt_ulp(r.ulp, old.dtype)}</td></tr>"
+        for r in rows
+    )
+    changed = case.metrics.changed if case.metrics else len(rows)
+    return (f"<details><summary>Worst elements ({len(rows)} of {changed:,} changed, by ULP distance)</summary>"
+            "<table class='worst'><thead><tr><th>index</th><th class='num'>baseline</th><th class='num'>candidate"
+            "</th><th class='num'>abs diff</th><th class='num'>rel diff</th><th class='num'>ULP</th></tr></thead>"
+            f"<tbody>{body}</tbody></table></details>")
+
+
+# ---------------------------------------------------------------- machine audit
+
+
+class RunLike(Protocol):
+    """What the audit needs of a run: a ``core.run.Run`` or any row with these attributes."""
+
+    run_id: str
+    created_at: str
+    label: str
+    fingerprint: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    key: CaseKey
+    before: Verdict | None  # None: not in the comparison
+    after: Verdict | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"case": list(self.key), "before": self.before.value if self.before else None,
+                "after": self.after.value if self.after else None}
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An environment change with the machine's drift against the golden just before and just after it."""
+
+    event: charts.TimelineEvent
+    before: charts.TimelinePoint
+    after: charts.TimelinePoint
+    verdict_changes: tuple[VerdictChange, ...]  # cases whose verdict against the golden changed
+    across: RunComparison | None = None  # the run after against the run before, when given
+
+    @property
+    def changed_results(self) -> bool | None:
+        """Did the outputs change across the event? From ``across`` when given, else from the verdicts
+        against the golden (None when either side was not compared)."""
+        if self.across is not None:
+            return any(c.verdict is not Verdict.IDENTICAL for c in self.across.cases)
+        if self.before.worst is None and not self.before.is_golden:
+            return None
+        if self.after.worst is None and not self.after.is_golden:
+            return None
+        return bool(self.verdict_changes)
+
+    def conclusion(self) -> str:
+        if self.across is not None:
+            moved = [c for c in self.across.cases if c.verdict is not Verdict.IDENTICAL]
+            if not moved:
+                return (f"All {len(self.across.cases)} cases are bitwise identical before and after: this change "
+                        "did not change results.")
+            return (f"{len(moved)} of {len(self.across.cases)} cases differ between the run before and the run "
+                    f"after (worst: {self.across.worst.value}): this change changed results.")
+        if (self.before.worst is None and not self.before.is_golden) or (
+                self.after.worst is None and not self.after.is_golden):
+            return "One side was not compared with the golden: no conclusion."
+        if not self.verdict_changes:
+            return (f"No case changed its verdict against the golden ({self.before.drifted} → {self.after.drifted} "
+                    "cases differing).")
+        return (f"{len(self.verdict_changes)} case(s) changed verdict against the golden "
+                f"({self.before.drifted} → {self.after.drifted} cases differing).")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.event.to_json(),
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "verdict_changes": [v.to_json() for v in self.verdict_changes],
+            "conclusion": self.conclusion(),
+            "across": self.across.to_json() if self.across is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class MachineAudit:
+    """One machine's history against a golden run: points over time and environment-change events."""
+
+    machine: str
+    golden: RunInfo | None
+    points: tuple[charts.TimelinePoint, ...]  # oldest first
+    events: tuple[AuditEvent, ...]
+    comparisons: Mapping[str, RunComparison]  # run id -> that run against the golden
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "golden": self.golden.to_json() if self.golden else None,
+            "points": [p.to_json() for p in self.points],
+            "events": [e.to_json() for e in self.events],
+        }
+
+
+def machine_audit(
+    machine: str,
+    runs: Sequence[RunLike],
+    comparisons: Mapping[str, RunComparison] | Sequence[RunComparison],
+    *,
+    golden: RunInfo | None = None,
+    across: Mapping[str, RunComparison] | None = None,
+) -> MachineAudit:
+    """A machine's runs (any order) with their comparisons against the golden (by candidate run id),
+    turned into timeline points and one event per numerics-relevant environment change between
+    consecutive runs. ``across`` optionally maps a run id to its comparison against the previous run."""
+    by_id = dict(comparisons) if isinstance(comparisons, Mapping) else {c.candidate.run_id: c for c in comparisons}
+    if golden is None:
+        golden = next((c.baseline for c in by_id.values()), None)
+    ordered = sorted(runs, key=lambda r: (parse_time(r.created_at) or datetime.min.replace(tzinfo=timezone.utc),
+                                          r.run_id))
+    points = tuple(_point(run, by_id.get(run.run_id), golden) for run in ordered)
+    events = []
+    for i in range(1, len(ordered)):
+        prev, run = ordered[i - 1], ordered[i]
+        changes = diff_environments(prev.fingerprint, run.fingerprint).numerics
+        if not changes:
+            continue
+        event = charts.TimelineEvent(prev.run_id, run.run_id, prev.created_at, run.created_at,
+                                     tuple(c.text for c in changes), tuple(c.key for c in changes))
+        events.append(AuditEvent(event, points[i - 1], points[i],
+                                 _verdict_changes(by_id.get(prev.run_id), by_id.get(run.run_id)),
+                                 (across or {}).get(run.run_id)))
+    return MachineAudit(machine, golden, points, tuple(events), by_id)
+
+
+def _point(run: RunLike, comparison: RunComparison | None, golden: RunInfo | None) -> charts.TimelinePoint:
+    is_golden = golden is not None and run.run_id == golden.run_id
+    if comparison is None:
+        return charts.TimelinePoint(run.run_id, run.created_at, run.label, is_golden=is_golden)
+    ulps = [c.metrics.ulp_max for c in comparison.cases if c.metrics is not None]
+    return charts.TimelinePoint(
+        run.run_id, run.created_at, run.label,
+        drifted=sum(1 for c in comparison.cases if c.verdict.changed),
+        failing=len(comparison.failing("drift")),
+        compared=len(comparison.cases),
+        worst=comparison.worst,
+        ulp_max=max(ulps) if ulps else None,
+        is_golden=is_golden,
+    )
+
+
+def _verdict_changes(before: RunComparison | None, after: RunComparison | None) -> tuple[VerdictChange, ...]:
+    if before is None or after is None:
+        return ()
+    old = {c.key: c.verdict for c in before.cases}
+    new = {c.key: c.verdict for c in after.cases}
+    keys = sorted(old.keys() | new.keys())
+    return tuple(VerdictChange(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
+
+
+def machine_report_json(audit: MachineAudit, *, title: str | None = None,
+                        generated_at: str | None = None) -> dict[str, Any]:
+    """The data behind a machine report: JSON-ready, versioned."""
+    return {
+        "kind": "driftboard.machine_report",
+        "report_version": REPORT_VERSION,
+        "tool_version": __version__,
+        "title": title or f"driftboard audit: {audit.machine}",
+        "generated_at": generated_at or _now(),
+        **audit.to_json(),
+    }
+
+
+def machine_report_html(audit: MachineAudit, *, title: str | None = None, generated_at: str | None = None) -> str:
+    """The hardware-upgrade audit as one self-contained HTML page: timeline, events with drift
+    before and after each, and every run against the golden."""
+    data = machine_report_json(audit, title=title, generated_at=generated_at)
+    doc = _Document(data["title"])
+    doc.add(f"<h1>{html_text(data['title'])}</h1>")
+    doc.add(_meta_line(data["generated_at"]))
+    golden = audit.golden
+    doc.add("<p>Golden baseline: " + (f"<strong>{html_text(golden.name)}</strong> ({html_text(golden.hostname or '')}"
+                                       f", {fmt_time(golden.created_at)})" if golden else "none chosen") + "</p>")
+    if audit.points:
+        span = f"{fmt_time(audit.points[0].captured_at)} to {fmt_time(audit.points[-1].captured_at)}"
+        doc.add(f"<p>{len(audit.points)} runs from {span}; {len(audit.events)} environment change(s).</p>")
+    doc.add("<div class='charts'>" + doc.figure(charts.machine_timeline(
+        audit.points, [e.event for e in audit.events], title=f"{audit.machine}: cases differing from the golden"))
+        + (doc.figure(charts.machine_timeline(
+            audit.points, [e.event for e in audit.events], y="ulp_max",
+            title=f"{audit.machine}: worst ULP distance to the golden"))
+           if any(p.ulp_max for p in audit.points) else "") + "</div>")
+    doc.add("<h2>Environment changes</h2>")
+    if not audit.events:
+        doc.add("<p>No numerics-relevant field changed between consecutive runs.</p>")
+    for i, event in enumerate(audit.events, 1):
+        _event_section(doc, i, event)
+    doc.add("<h2>Runs</h2>")
+    doc.add(_points_table(audit.points))
+    return doc.render(data)
+
+
+def _event_section(doc: _Document, number: int, audit_event: AuditEvent) -> None:
+    event, before, after = audit_event.event, audit_event.before, audit_event.after
+    doc.add(f"<section class='event'><h3>{number}. {html_text(event.label)}</h3>")
+    doc.add(f"<p class='muted'>between {html_text(before.label or before.run_id)} ({fmt_time(before.captured_at)}) "
+            f"and {html_text(after.label or after.run_id)} ({fmt_time(after.captured_at)})</p>")
+    doc.add("<ul>" + "".join(f"<li>{html_text(text)} <code>{html_text(key)}</code></li>"
+                             for text, key in zip(event.changes, event.keys or [""] * len(event.changes),
+                                                  strict=False)) + "</ul>")
+    doc.add(f"<p><strong>{html_text(audit_event.conclusion())}</strong></p>")
+    rows = "".join(
+        f"<tr><th scope='row'>{side}</th><td>{html_text(p.label or p.run_id)}</td><td>{_point_chip(p)}</td>"
+        f"<td class='num'>{html_text(fmt_count(p.drifted, p.compared) if p.compared else MISSING)}</td>"
+        f"<td class='num'>{p.failing}</td><td class='num'>{html_text(fmt_ulp(p.ulp_max))}</td></tr>"
+        for side, p in (("before", before), ("after", after))
+    )
+    doc.add("<table class='beforeafter'><thead><tr><th></th><th>run</th><th>worst vs golden</th>"
+            "<th class='num'>cases differing</th><th class='num'>beyond tolerance</th><th class='num'>max ULP</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>")
+    if audit_event.verdict_changes:
+        body = "".join(f"<tr><td>{html_text(case_key_text(v.key))}</td><td>{_chip(v.before)}</td>"
+                       f"<td>{_chip(v.after)}</td></tr>" for v in audit_event.verdict_changes)
+        doc.add("<table class='verdictchanges'><thead><tr><th>case</th><th>before</th><th>after</th></tr></thead>"
+                f"<tbody>{body}</tbody></table>")
+    doc.add("</section>")
+
+
+def _point_chip(p: charts.TimelinePoint) -> str:
+    if p.is_golden:
+        return "golden"
+    return _chip(p.worst) if p.worst is not None else "not compared"
+
+
+def _points_table(points: Sequence[charts.TimelinePoint]) -> str:
+    rows = "".join(
+        f"<tr><td>{fmt_time(p.captured_at)}</td><td><code>{html_text(p.run_id)}</code></td>"
+        f"<td>{html_text(p.label)}</td><td>{_point_chip(p)}</td>"
+        f"<td class='num'>{html_text(fmt_count(p.drifted, p.compared) if p.compared else MISSING)}</td>"
+        f"<td class='num'>{p.failing}</td><td class='num'>{html_text(fmt_ulp(p.ulp_max))}</td></tr>"
+        for p in reversed(points)
+    )
+    return ("<table class='points'><thead><tr><th>captured</th><th>run</th><th>label</th><th>worst vs golden</th>"
+            "<th class='num'>cases differing</th><th class='num'>beyond tolerance</th><th class='num'>max ULP</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>")
+
+
+# ---------------------------------------------------------------- the document
+
+
+def _chip(verdict: Verdict | str | None) -> str:
+    """A verdict as coloured chip with icon and word (never colour alone)."""
+    style = verdict_style(verdict)
+    return (f"<span class='chip' style='background:{style.colour};color:{style.text_colour}' "
+            f"title='{html_text(style.meaning)}'>{html_text(style.label)}</span>")
+
+
+def _meta_line(generated_at: str) -> str:
+    return (f"<p class='muted'>Generated {html_text(fmt_time(generated_at))} by driftboard {html_text(__version__)}."
+            " Self-contained: opens without a network.</p>")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+# Light theme values; the page script swaps the font colour for dark mode.
+_FG_LIGHT, _FG_DARK = "#1f2328", "#e6edf3"
+_TEMPLATE = go.layout.Template(layout={
+    "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "color": _FG_LIGHT},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+    "colorway": [charts.BLUE, charts.VERMILLION, charts.GREEN, charts.ORANGE, charts.SKY, charts.PURPLE],
+    "xaxis": {"gridcolor": charts.GRID, "zerolinecolor": charts.ZERO_LINE, "linecolor": charts.GRID},
+    "yaxis": {"gridcolor": charts.GRID, "zerolinecolor": charts.ZERO_LINE, "linecolor": charts.GRID},
+    "hoverlabel": {"align": "left"},
+    "modebar": {"bgcolor": "rgba(0,0,0,0)", "color": "rgba(128,128,128,0.85)", "activecolor": charts.BLUE},
+})
+
+_CSS = """
+:root { color-scheme: light dark; --bg: #ffffff; --fg: #1f2328; --muted: #59636e; --border: #d1d9e0;
+  --panel: #f6f8fa; --link: #0969da; }
+@media (prefers-color-scheme: dark) {
+  :root { --bg: #0d1117; --fg: #e6edf3; --muted: #9198a1; --border: #3d444d; --panel: #151b23; --link: #4493f8; }
+}
+body { background: var(--bg); color: var(--fg); font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto,
+  sans-serif; max-width: 1280px; margin: 0 auto; padding: 1.5rem; }
+a { color: var(--link); }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--border); }
+.muted { color: var(--muted); font-weight: normal; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
+th, td { border-bottom: 1px solid var(--border); padding: .3rem .6rem; text-align: left; vertical-align: top; }
+thead th { background: var(--panel); }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.chip { display: inline-block; padding: 0 .5em; border-radius: .7em; font-weight: 600; white-space: nowrap; }
+.note { border-left: 3px solid #E69F00; padding-left: .6rem; }
+.case, .event { border-top: 1px solid var(--border); padding-top: .4rem; margin-top: 1rem; }
+/* auto-fill, not auto-fit: a chart drawn while the page is still loading must already get its final width */
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1rem; }
+.charts > div { min-width: 0; }
+details { margin: .5rem 0; } summary { cursor: pointer; color: var(--muted); }
+"""
+
+# Runs after each chart is drawn and when the colour scheme changes: Plotly draws text in SVG with
+# its own colour, which CSS variables do not reach.
+_THEME_JS = f"""
+function driftboardTheme(gd) {{
+  var dark = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches;
+  Plotly.relayout(gd, {{'font.color': dark ? '{_FG_DARK}' : '{_FG_LIGHT}'}});
+}}
+if (window.matchMedia) {{
+  window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', function () {{
+    document.querySelectorAll('.js-plotly-plot').forEach(driftboardTheme);
+  }});
+}}
+"""
+
+
+class _Document:
+    """Collects HTML parts and figures; renders one page with plotly.js inlined once."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.parts: list[str] = []
+        self.figures = 0
+
+    def add(self, html: str) -> None:
+        self.parts.append(html)
+
+    def figure(self, fig: go.Figure) -> str:
+        self.figures += 1
+        themed = go.Figure(fig)
+        themed.update_layout(template=_TEMPLATE)
+        return themed.to_html(
+            full_html=False,
+            include_plotlyjs=False,  # inlined once in <head>
+            div_id=f"driftboard-figure-{self.figures}",
+            config={"displaylogo": False, "responsive": True},
+            post_script="driftboardTheme(document.getElementById('{plot_id}'));",
+            default_width="100%",
+        )
+
+    def render(self, data: dict[str, Any]) -> str:
+        payload = (json.dumps(data, allow_nan=False, ensure_ascii=False, default=str)
+                   .replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+        head = [
+            "<!DOCTYPE html>",
+            "<html lang='en'><head><meta charset='utf-8'>",
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+            "<meta name='color-scheme' content='light dark'>",
+            f"<title>{html_text(self.title)}</title>",
+            f"<style>{_CSS}</style>",
+        ]
+        if self.figures:
+            head.append(f"<script>{get_plotlyjs()}</script>")
+            head.append(f"<script>{_THEME_JS}</script>")
+        return "\n".join([
+            *head,
+            "</head><body>",
+            *self.parts,
+            f"<script type='application/json' id='driftboard-data'>{payload}</script>",
+            "</body></html>",
+            "",
+        ])
