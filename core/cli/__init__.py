@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "runs": "core.cli.db_cmd:runs",
     "serve": "core.cli.serve_cmd:serve",
     "import-env": "core.cli.import_env_cmd:import_env",
+    "auth": "core.cli.auth_cmd:auth",
 }
 
 
