@@ -9,6 +9,7 @@ Importing this module never loads torch.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,7 +40,7 @@ class ArrayRef:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # Python ints: a hostile shape cannot overflow
 
     @property
     def nbytes(self) -> int:

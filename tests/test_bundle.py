@@ -163,6 +163,7 @@ def test_wrong_format_name(bundle_data: bytes) -> None:
         (lambda m: m["cases"][0]["output"].update(dtype="object"), "cases[0].output.dtype"),
         (lambda m: m["cases"][0]["output"].update(shape=[-1]), "cases[0].output.shape"),
         (lambda m: m["cases"][0]["output"].update(shape=[2**40, 2**20]), "cases[0].output.shape"),
+        (lambda m: m["cases"][0]["output"].update(shape=[2**70, 2**70]), "cases[0].output.shape"),  # found by fuzzing
         (lambda m: m["cases"][0].update(repeats=0), "cases[0].repeats"),
         (lambda m: m["cases"][0].update(time_axis=7), "cases[0].time_axis"),
         (lambda m: m["cases"][0].pop("input_digest"), "cases[0].input_digest"),
