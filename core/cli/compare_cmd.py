@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from core.cli.db_cmd import db_option
 from core.errors import DriftboardError, NotFoundError
 
 if TYPE_CHECKING:
@@ -33,18 +34,25 @@ Exit status: 0 when no case crosses --fail-on, 1 when one does,
 """
 
 
-def resolve_run(spec: str) -> tuple[Run, ArraySource]:
+def resolve_run(spec: str, db_url: str | None = None) -> tuple[Run, ArraySource]:
     """The run a command-line argument names, with where its arrays live.
 
-    Today a bundle file path; the one place to add other kinds (stored run ids).
+    A bundle file, or else a stored run id (or an unambiguous prefix of one) in
+    the database; something that looks like a path is never looked up as an id.
     """
-    from core.bundle import read_bundle
+    from core.bundle import SUFFIX, read_bundle
 
     path = Path(spec)
-    if not path.is_file():
-        raise NotFoundError(f"no such file: {spec}" if not path.exists() else f"not a bundle file: {spec}")
-    bundle = read_bundle(path)
-    return bundle.run, bundle.arrays
+    if path.is_file():
+        bundle = read_bundle(path)
+        return bundle.run, bundle.arrays
+    if path.exists():
+        raise NotFoundError(f"not a bundle file: {spec}")
+    if "/" in spec or "\\" in spec or spec.endswith(SUFFIX):
+        raise NotFoundError(f"no such file: {spec}")
+    from db.store import load_stored_run
+
+    return load_stored_run(spec, db_url)
 
 
 @click.command(epilog=EPILOG)
@@ -66,6 +74,7 @@ def resolve_run(spec: str) -> tuple[Run, ArraySource]:
     help="Exit 1 when a case reaches this level: drift (or missing/error/shape), any change, or never.",
 )
 @click.option("--case", "case_ids", multiple=True, metavar="CASE_ID", help="Also show the full report of this case.")
+@db_option
 def compare(
     baseline: str,
     candidates: tuple[str, ...],
@@ -74,13 +83,14 @@ def compare(
     junit: str | None,
     fail_on: str,
     case_ids: tuple[str, ...],
+    db_url: str | None,
 ) -> None:
     """Compare BASELINE with each CANDIDATE run: per-case verdicts, environment diff, likely causes."""
     from core.compare import compare_runs, parse_policy
 
     rule = parse_policy(policy)
-    base_run, base_arrays = resolve_run(baseline)
-    resolved = [(spec, *resolve_run(spec)) for spec in candidates]
+    base_run, base_arrays = resolve_run(baseline, db_url)
+    resolved = [(spec, *resolve_run(spec, db_url)) for spec in candidates]
     results = [compare_runs(base_run, base_arrays, run, arrays, rule) for _, run, arrays in resolved]
     reports = [
         _case_reports(result, base_arrays, run, arrays, base_run, case_ids)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from core.cli.db_cmd import db_option
 from core.errors import DriftboardError
 
 EPILOG = """\b
@@ -42,6 +43,7 @@ Use `driftboard compare --fail-on` to gate a pipeline.
 @click.option("--title", default=None, help="Report title (default: the runs compared).")
 @click.option("--max-charts", default=20, show_default=True, type=click.IntRange(min=0),
               help="Chart at most this many changed cases per candidate, worst first.")
+@db_option
 def report(
     baseline: str,
     candidates: tuple[str, ...],
@@ -50,6 +52,7 @@ def report(
     policy: str,
     title: str | None,
     max_charts: int,
+    db_url: str | None,
 ) -> None:
     """Compare BASELINE with each CANDIDATE run and write a self-contained HTML report."""
     from core.cli.compare_cmd import resolve_run
@@ -57,11 +60,11 @@ def report(
     from dashboard.report import comparison_report_html, comparison_report_json
 
     rule = parse_policy(policy)
-    base_run, base_arrays = resolve_run(baseline)
+    base_run, base_arrays = resolve_run(baseline, db_url)
     sources = {base_run.run_id: (base_run, base_arrays)}
     results = []
     for spec in candidates:
-        run, arrays = resolve_run(spec)
+        run, arrays = resolve_run(spec, db_url)
         sources.setdefault(run.run_id, (run, arrays))
         results.append(compare_runs(base_run, base_arrays, run, arrays, rule))
     html = comparison_report_html(results, sources, title=title, max_charted_cases=max_charts)

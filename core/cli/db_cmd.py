@@ -1,0 +1,283 @@
+"""``driftboard db``, ``driftboard push`` and ``driftboard runs``: the database from the command line.
+
+Each command resolves the database with ``db.session.database_url`` (``--db``,
+else ``$DRIFTBOARD_DATABASE_URL``, else a SQLite file in the user's data
+directory), calls one ``db`` function and prints the result.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from core.errors import DriftboardError
+
+if TYPE_CHECKING:
+    from db.store import IngestResult, RunSummary
+
+
+def _db_help() -> str:
+    from db.session import ENV_VAR, default_database_path
+
+    return (f"Database: an SQLAlchemy URL (postgresql://user@host/db) or a SQLite file path. "
+            f"Default: ${ENV_VAR}, else the SQLite file {default_database_path()}.")
+
+
+def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--db", "db_url", metavar="URL", default=None, help=_db_help())(command)
+
+
+# ---------------------------------------------------------------- driftboard db
+
+
+@click.group()
+def db() -> None:
+    """Manage the driftboard database: create it or migrate its schema.
+
+    Runs are kept in a SQLite file in your user data directory unless --db or
+    DRIFTBOARD_DATABASE_URL names another database (any SQLAlchemy URL; a team
+    uses PostgreSQL, through psycopg 3).
+
+    \b
+    Examples:
+      driftboard db upgrade
+      driftboard db upgrade --db postgresql://driftboard@db.example.com/driftboard
+      driftboard db status
+    """
+
+
+@db.command("upgrade")
+@db_option
+def upgrade(db_url: str | None) -> None:
+    """Create the schema, or migrate it to this driftboard's version.
+
+    driftboard refuses a database whose schema is older (or newer) than its own
+    and prints this command. A new SQLite database is created on first use; a
+    PostgreSQL database (even an empty one) changes schema only through this
+    command, so a team database is never migrated as a side effect.
+
+    \b
+    Examples:
+      driftboard db upgrade
+      driftboard db upgrade --db ./team.sqlite
+      DRIFTBOARD_DATABASE_URL=postgresql://ci@db/driftboard driftboard db upgrade
+    """
+    from db.migrate import upgrade as run_upgrade
+    from db.session import database_url, make_engine, redacted
+
+    url = database_url(db_url)
+    engine = make_engine(url)
+    try:
+        before, after = run_upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"database {redacted(url)} is up to date (schema revision {', '.join(after)})")
+    else:
+        click.echo(f"database {redacted(url)} upgraded: schema revision {', '.join(before) or 'none'} "
+                   f"-> {', '.join(after)}")
+
+
+@db.command("status")
+@db_option
+def status(db_url: str | None) -> None:
+    """Show which database is used, its schema revision and what it holds.
+
+    Exits with status 2 when the schema is not this driftboard's (the message
+    names the command that upgrades it).
+
+    \b
+    Example:
+      driftboard db status --db ./team.sqlite
+    """
+    from db.migrate import head_revision
+    from db.session import redacted
+    from db.store import Store
+
+    with Store(db_url, create_if_empty=False) as store:
+        stats = store.stats()
+        click.echo(f"database {redacted(store.url)}: schema revision {head_revision()} (current)")
+        click.echo(f"{stats.runs} runs from {stats.machines} machines, {stats.environments} environments, "
+                   f"{stats.arrays} distinct arrays ({_size(stats.stored_bytes)} stored, "
+                   f"{_size(stats.array_bytes)} raw)")
+
+
+# ---------------------------------------------------------------- driftboard push
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@db_option
+@click.option("--uploader", default=None, help="Who is uploading (default: $DRIFTBOARD_UPLOADER, else your login).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quiet: bool) -> None:
+    """Store run bundles in the database.
+
+    Each bundle is validated in full, then stored in one transaction: all of it
+    or nothing. Pushing a bundle already stored changes nothing and says so. A
+    bad bundle is reported and the others are still stored; the exit status is
+    2 if any was not.
+
+    \b
+    Examples:
+      driftboard push laptop.driftboard
+      driftboard push runs/*.driftboard --db postgresql://me@db.example.com/driftboard
+    """
+    push_paths(files, db_url, uploader=uploader, quiet=quiet)
+
+
+def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str | None = None,
+               quiet: bool = False) -> list[IngestResult]:
+    """Push bundle files one by one, printing one line each; raises after all if any failed.
+
+    ``driftboard capture --push`` calls this too.
+    """
+    from db.store import Store
+
+    who = uploader if uploader is not None else _default_uploader()
+    results: list[IngestResult] = []
+    failed = 0
+    with Store(db_url) as store:
+        for path in paths:
+            try:
+                result = store.ingest(path, uploader=who)
+            except DriftboardError as exc:
+                failed += 1
+                click.echo(f"{path}: not stored: {exc}", err=True)
+                continue
+            results.append(result)
+            if not quiet:
+                click.echo(_pushed_line(path, result))
+    if failed:
+        raise DriftboardError(f"{failed} of {len(paths)} bundle{'s' if len(paths) > 1 else ''} not stored")
+    return results
+
+
+def _pushed_line(path: str | Path, result: IngestResult) -> str:
+    if not result.created:
+        return f"{path}: already stored as run {result.run_id} (same bundle {result.bundle_digest[:12]}), nothing written"
+    return (f"{path}: stored run {result.run_id} ({result.case_count} cases, {result.new_arrays} new arrays, "
+            f"{_size(result.new_bytes)})")
+
+
+def _default_uploader() -> str:
+    try:
+        return os.environ.get("DRIFTBOARD_UPLOADER") or getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers)
+        return ""
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------- driftboard runs
+
+
+class _When(click.ParamType):
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date | datetime:
+        if isinstance(value, (date, datetime)):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                return date.fromisoformat(text)
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time", param, ctx)
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@click.command()
+@db_option
+@click.option("--machine", help="Only this machine (hostname or machine key).")
+@click.option("--label", help="Label contains this text (case-insensitive).")
+@click.option("--tag", "tags", multiple=True, help="Has this tag (repeatable: every one).")
+@click.option("--since", type=_When(), help="Captured on or after this date/time (UTC unless given).")
+@click.option("--until", type=_When(), help="Captured before this time, or up to the end of this date.")
+@click.option("--torch", help="torch version: 2.5 matches 2.5.x.")
+@click.option("--cuda", help="CUDA version: 12 matches 12.x.")
+@click.option("--cudnn", help="cuDNN version.")
+@click.option("--driver", help="NVIDIA driver version: 535 matches 535.x.")
+@click.option("--gpu", help="GPU model contains this text, e.g. A100.")
+@click.option("--cpu-capability", help="ATen CPU capability, e.g. AVX512.")
+@click.option("--variant", help="Settings variant, e.g. default, threads-1.")
+@click.option("--verdict", help="Worst verdict against the golden, e.g. drift, identical, 'within tolerance'.")
+@click.option("--golden", default="default", show_default=True, help="Name of the golden to judge against.")
+@click.option("--policy", default="default", show_default=True, help="Tolerance policy of the verdicts.")
+@click.option("--page", default=1, show_default=True, type=click.IntRange(1), help="Page number.")
+@click.option("--per-page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Runs per page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
+def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple[str, ...],
+         since: date | datetime | None, until: date | datetime | None, torch: str | None, cuda: str | None,
+         cudnn: str | None, driver: str | None, gpu: str | None, cpu_capability: str | None,
+         variant: str | None, verdict: str | None, golden: str, policy: str, page: int, per_page: int,
+         as_json: bool) -> None:
+    """List stored runs, newest first, with their verdict against the golden.
+
+    Verdicts are computed once per (golden, run) pair and kept; with --verdict,
+    every run not judged yet is judged first.
+
+    \b
+    Examples:
+      driftboard runs
+      driftboard runs --machine gpu-node-3 --since 2025-01-01
+      driftboard runs --torch 2.5 --gpu A100 --verdict drift --json
+    """
+    from db.store import RunFilter, Store
+
+    filters = RunFilter(machine=machine, label=label, tags=tags, since=since, until=until, torch=torch, cuda=cuda,
+                        cudnn=cudnn, driver=driver, gpu=gpu, cpu_capability=cpu_capability, variant=variant,
+                        verdict=verdict, golden=golden, policy=policy)
+    with Store(db_url) as store:
+        if verdict:
+            store.refresh_verdicts(golden=golden, policy=policy)
+        result = store.runs(filters, page=page, per_page=per_page)
+        if not verdict and store.refresh_verdicts(golden=golden, policy=policy,
+                                                  run_ids=[r.run_id for r in result.runs]):
+            result = store.runs(filters, page=page, per_page=per_page)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    if not result.runs:
+        click.echo("no runs" if result.total == 0 else f"no runs on page {page} (of {result.pages})")
+        return
+    click.echo(_table(result.runs))
+    click.echo(f"page {result.page} of {result.pages}, {result.total} run{'s' if result.total != 1 else ''}")
+
+
+_COLUMNS: tuple[tuple[str, int, Callable[[RunSummary], str]], ...] = (
+    ("RUN", 28, lambda r: r.run_id),
+    ("CAPTURED (UTC)", 16, lambda r: r.captured_at.strftime("%Y-%m-%d %H:%M")),
+    ("MACHINE", 18, lambda r: r.hostname or r.machine_key[:12]),
+    ("LABEL", 20, lambda r: r.label),
+    ("TORCH", 14, lambda r: r.environment.torch_version or "-"),
+    ("CUDA", 6, lambda r: r.environment.cuda or "-"),
+    ("GPU / CPU", 24, lambda r: r.environment.gpu_model or r.environment.cpu_capability or "-"),
+    ("VERDICT", 16, lambda r: r.verdict or ("imported" if r.imported else "-")),
+)
+
+
+def _table(rows: Sequence[RunSummary]) -> str:
+    def cell(text: str, width: int) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    widths = [max(len(title), *(len(cell(get(r), width)) for r in rows)) for title, width, get in _COLUMNS]
+    lines = ["  ".join(title.ljust(w) for (title, _, _), w in zip(_COLUMNS, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(cell(get(r), width).ljust(w)
+                               for (_, width, get), w in zip(_COLUMNS, widths, strict=True)).rstrip())
+    return "\n".join(lines)
