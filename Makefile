@@ -1,8 +1,9 @@
 # The two commands of the README, and a few more.
 .PHONY: demo setup test bench lint
 
-demo: setup            ## set up, capture this machine and show the result
-	.venv/bin/driftboard capture
+demo: setup            ## set up, capture this machine (settings sweep), store the runs, open the dashboard
+	.venv/bin/driftboard capture --sweep --push --golden --label "$$(hostname) demo"
+	.venv/bin/driftboard serve
 
 setup:
 	bash scripts/setup.sh

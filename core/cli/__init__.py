@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "serve": "core.cli.serve_cmd:serve",
     "import-env": "core.cli.import_env_cmd:import_env",
     "auth": "core.cli.auth_cmd:auth",
+    "golden": "core.cli.golden_cmd:golden",
 }
 
 

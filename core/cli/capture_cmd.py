@@ -29,11 +29,13 @@ DEFAULT_DIR = Path("driftboard-runs")
 @click.option("--case", "case_ids", multiple=True, help="Only this case id (repeatable; default: the whole suite).")
 @click.option("--anonymize", is_flag=True, help="Replace hostname and user with stable hashes.")
 @click.option("--push", "push", is_flag=True, help="Also store the run(s) in the database (see --db).")
+@click.option("--golden", "golden", is_flag=True,
+              help="With --push: mark the run (with --sweep, its default variant) as the golden baseline.")
 @click.option("--db", "db_url", default=None, help="Database URL for --push (default: DRIFTBOARD_DATABASE_URL or the local SQLite file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; print only the bundle path(s).")
 def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, repeats: int, deterministic: bool,
             variant: str, sweep: bool, devices: tuple[str, ...], case_ids: tuple[str, ...], anonymize: bool,
-            push: bool, db_url: str | None, quiet: bool) -> None:
+            push: bool, golden: bool, db_url: str | None, quiet: bool) -> None:
     """Capture this machine: environment fingerprint plus golden outputs of the reference suite.
 
     Writes one run bundle per capture. With --sweep, one bundle per settings
@@ -44,7 +46,7 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
     Examples:
       driftboard capture
       driftboard capture --label "a100-node" --tag nightly -o a100.driftboard
-      driftboard capture --sweep -o runs/ --push
+      driftboard capture --sweep -o runs/ --push --golden
     """
     if sweep:
         paths = _sweep(output or DEFAULT_DIR, label, tags, note, repeats, devices, case_ids, anonymize, quiet)
@@ -53,10 +55,17 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
             variant = "deterministic"
         paths = [_capture_one(output, label, tags, note, repeats, deterministic, variant, devices, case_ids,
                               anonymize, quiet)]
+    if golden and not push:
+        raise click.UsageError("--golden marks a stored run: add --push")
     if push:
         from core.cli.db_cmd import push_paths
 
-        push_paths(paths, db_url, quiet=quiet)
+        results = push_paths(paths, db_url, quiet=quiet)
+        if golden:
+            from core.cli.golden_cmd import mark_golden
+
+            # A sweep captures the default variant first.
+            mark_golden(results[0].run_id, reason="marked by driftboard capture --golden", db_url=db_url)
 
 
 def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: str, repeats: int,

@@ -1,0 +1,89 @@
+"""``driftboard golden``: mark, list and clear golden baselines in the database."""
+
+from __future__ import annotations
+
+import click
+
+from core.cli.db_cmd import db_option
+
+
+@click.group()
+def golden() -> None:
+    """Golden baselines: the run every other run of its suite and device class is judged against.
+
+    \b
+    Examples:
+      driftboard golden set 20261124T220758Z-2ea8 --reason "A100 node before the driver upgrade"
+      driftboard golden list
+    """
+
+
+@golden.command("set")
+@click.argument("run_id")
+@click.option("--name", default="default", show_default=True, help="Baseline name (several may coexist).")
+@click.option("--reason", default="", help="Why this run is the baseline.")
+@click.option("--by", "set_by", default=None, help="Who sets it (default: $DRIFTBOARD_UPLOADER, else your login).")
+@db_option
+def set_golden(run_id: str, name: str, reason: str, set_by: str | None, db_url: str | None) -> None:
+    """Make RUN_ID (or an unambiguous prefix) the golden for its suite version and device class.
+
+    \b
+    Example:
+      driftboard golden set 20261124T220758Z --reason "first run of the new cluster"
+    """
+    mark_golden(run_id, name=name, reason=reason, set_by=set_by, db_url=db_url)
+
+
+def mark_golden(run_id: str, *, name: str = "default", reason: str = "", set_by: str | None = None,
+                db_url: str | None = None) -> None:
+    """Set the golden and say so; ``driftboard capture --push --golden`` calls this too."""
+    from core.cli.db_cmd import _default_uploader
+    from db.store import Store
+
+    with Store(db_url) as store:
+        mark = store.set_golden(run_id, name=name, set_by=set_by or _default_uploader(), reason=reason)
+    key = mark.key
+    click.echo(f"{mark.run_id} is now golden {key.name!r} for {key.suite_id} v{key.suite_version} on {key.device_class}")
+
+
+@golden.command("list")
+@db_option
+def list_goldens(db_url: str | None) -> None:
+    """List the goldens with who set them, when and why.
+
+    \b
+    Example:
+      driftboard golden list --db ./team.sqlite
+    """
+    from db.store import Store
+
+    with Store(db_url) as store:
+        marks = store.goldens()
+    if not marks:
+        click.echo("no golden baseline set: driftboard golden set RUN_ID")
+    for mark in marks:
+        key = mark.key
+        click.echo(f"{key.name}\t{key.suite_id} v{key.suite_version}\t{key.device_class}\t{mark.run_id}\t"
+                   f"{mark.set_at:%Y-%m-%d %H:%M}\t{mark.set_by}\t{mark.reason}")
+
+
+@golden.command("clear")
+@click.argument("run_id")
+@click.option("--name", default="default", show_default=True, help="Baseline name.")
+@db_option
+def clear_golden(run_id: str, name: str, db_url: str | None) -> None:
+    """Remove the golden that applies to RUN_ID's suite version and device class.
+
+    \b
+    Example:
+      driftboard golden clear 20261124T220758Z
+    """
+    from core.errors import NotFoundError
+    from db.store import Store
+
+    with Store(db_url) as store:
+        mark = store.golden_for(run_id, name=name)
+        if mark is None or not store.clear_golden(mark.key):
+            raise NotFoundError(f"no golden {name!r} applies to run {run_id}")
+    click.echo(f"cleared golden {name!r} ({mark.run_id}) for {mark.key.suite_id} v{mark.key.suite_version} "
+               f"on {mark.key.device_class}")
