@@ -50,12 +50,16 @@ def cli() -> None:
     """driftboard: do your machines compute the same numbers?
 
     Capture an environment fingerprint and the golden outputs of reference
-    PyTorch models on each machine, then compare runs.
+    PyTorch models on each machine, then compare runs: as bundle files, or
+    stored in a database. The database is a SQLite file in your user data
+    directory (~/.local/share/driftboard/driftboard.sqlite on Linux) unless
+    --db or DRIFTBOARD_DATABASE_URL names another (PostgreSQL for a team).
 
     \b
     Example:
       driftboard capture -o laptop.driftboard
       driftboard compare golden.driftboard laptop.driftboard
+      driftboard capture --sweep --push --golden && driftboard serve
     """
 
 

@@ -1,0 +1,47 @@
+"""Every command explains itself: `--help` works and shows an example, without importing torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from core.cli import COMMANDS, cli
+
+
+def _commands() -> list[tuple[str, ...]]:
+    found = []
+    for name in COMMANDS:
+        command = cli.get_command(click.Context(cli), name)
+        found.append((name,))
+        if isinstance(command, click.Group):
+            found += [(name, sub) for sub in command.list_commands(click.Context(command))]
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(), ids=" ".join)
+def test_help_has_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output, f"`driftboard {' '.join(path)} --help` shows no example"
+
+
+def test_top_level_help_names_the_default_database() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert "DRIFTBOARD_DATABASE_URL" in result.output and "SQLite" in result.output
+    assert all(name in result.output for name in COMMANDS)
+
+
+def test_help_and_compare_do_not_import_torch() -> None:
+    code = ("import sys; from core.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    done = subprocess.run([sys.executable, "-m", "core.cli", "nope"], capture_output=True, text=True)
+    assert done.returncode == 2 and "No such command" in done.stderr and "Traceback" not in done.stderr
