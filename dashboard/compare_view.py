@@ -1,0 +1,107 @@
+"""One comparison laid out on the Compare page: verdicts, causes, environment, and one case in charts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.compare import RunComparison, RunInfo
+from core.run import CaseResult, Run
+from dashboard import charts, tables, ui
+from dashboard.format import MISSING, case_key_text, fmt_time, markdown_text, safe_text, verdict_label
+from db.store import Store
+
+ULP_HELP = ("ULP (unit in the last place): how many representable numbers of the dtype lie between two values; "
+            "0 means the same bits, 1 the nearest neighbour. Verdicts use the policy's rtol+atol; ULPs say how "
+            "far apart the bits are.")
+
+
+def show_comparison(store: Store, result: RunComparison, index: int) -> None:
+    b, c = result.baseline, result.candidate
+    ui.heading(f"{b.name} → {c.name}")
+    st.dataframe(_runs_frame(b, c), hide_index=True, key=f"compare_runs_{index}")
+    empty = [(side, info) for side, info in (("baseline", b), ("candidate", c)) if not store.run(info.run_id).case_count]
+    if empty:
+        sides = " and the ".join(f"{side} ({info.run_id})" for side, info in empty)
+        st.info(markdown_text(f"The {sides} has no outputs: an environment-only run (imported from a collect_env "
+                              "report, or captured without cases). Only the environments are compared.", 600),
+                icon=":material/info:")
+        _environment(result, index)
+        return
+    _headline(result)
+    for note in result.notes:
+        st.warning(markdown_text(note, 600))
+    if result.causes:
+        st.markdown("**Likely causes**")
+        st.dataframe(tables.causes_frame(result.causes), hide_index=True, key=f"compare_causes_{index}")
+    st.markdown("**Cases**", help=ULP_HELP)
+    st.dataframe(tables.styled(tables.verdict_frame(result)), hide_index=True, key=f"compare_verdicts_{index}")
+    _environment(result, index)
+    _case_detail(store, result, index)
+
+
+def _runs_frame(b: RunInfo, c: RunInfo) -> pd.DataFrame:
+    rows = [("run id", b.run_id, c.run_id), ("label", b.label, c.label), ("host", b.hostname, c.hostname),
+            ("captured", fmt_time(b.created_at), fmt_time(c.created_at)), ("settings variant", b.variant, c.variant),
+            ("suite", f"{b.suite_id} v{b.suite_version}", f"{c.suite_id} v{c.suite_version}")]
+    return pd.DataFrame([{"": name, "baseline": safe_text(x) or MISSING, "candidate": safe_text(y) or MISSING}
+                         for name, x, y in rows])
+
+
+def _headline(result: RunComparison) -> None:
+    cols = st.columns([1, 3])
+    with cols[0]:
+        ui.verdict_badge(result.worst, "worst: ")
+    counts = [f"{n} {verdict_label(v)}" for v, n in reversed(result.counts().items()) if n]
+    cols[1].caption(f"{len(result.cases)} cases under policy {markdown_text(str(result.policy), 80)}: "
+                    + (" · ".join(counts) or "none"))
+
+
+def _environment(result: RunComparison, index: int) -> None:
+    env = result.env
+    st.markdown("**Environment**")
+    if not env.changes:
+        st.caption("The two fingerprints are identical.")
+        return
+    if env.numerics:
+        st.caption(f"{len(env.numerics)} change(s) that can change numbers, most likely cause first.")
+        st.dataframe(tables.env_frame(env.numerics), hide_index=True, key=f"compare_env_{index}")
+    else:
+        st.caption("No field that can change numbers differs.")
+    if env.informational:
+        with st.expander(f"{len(env.informational)} informational change(s): hostname, paths, memory…"):
+            st.dataframe(tables.env_frame(env.informational), hide_index=True, key=f"compare_env_info_{index}")
+
+
+def _case_detail(store: Store, result: RunComparison, index: int) -> None:
+    if not result.cases:
+        st.info("Neither run has cases to compare.")
+        return
+    cases = sorted(result.cases, key=lambda c: (-c.verdict.severity, c.key))
+    keys = [case_key_text(c.key) for c in cases]
+    key = f"compare_case_{index}"
+    wanted = st.session_state.pop("compare_case_wanted", None) if index == 0 else None
+    if wanted in keys:
+        st.session_state[key] = wanted
+    elif st.session_state.get(key) not in keys:
+        st.session_state[key] = next((k for k, c in zip(keys, cases) if c.verdict.changed), keys[0])
+    verdicts = {k: verdict_label(c.verdict) for k, c in zip(keys, cases)}
+    st.markdown("**One case in detail**")
+    chosen = st.selectbox("Case", keys, key=key, format_func=lambda k: f"{verdicts[k]} · {k}")
+    case = cases[keys.index(chosen)]
+    base_run, base_arrays = store.load_run(result.baseline.run_id)
+    cand_run, cand_arrays = store.load_run(result.candidate.run_id)
+    figures = charts.case_figures(case, base_arrays, cand_arrays, _case(base_run, case.key),
+                                  _case(cand_run, case.key))
+    if figures.figures:
+        st.caption(markdown_text(figures.explanation, 600))
+    else:
+        st.info(markdown_text(figures.explanation, 600), icon=":material/info:")
+    columns = st.columns(2)
+    for j, (_, fig) in enumerate(figures):
+        with columns[j % 2]:
+            st.plotly_chart(fig, key=f"compare_chart_{index}_{j}", config={"displaylogo": False})
+
+
+def _case(run: Run, key: tuple[str, str, str]) -> CaseResult | None:
+    return next((c for c in run.cases if c.key == key), None)

@@ -1,0 +1,252 @@
+"""What the pages compute from the store, without Streamlit: the drift matrix, run choices, machine audits.
+
+Everything goes through ``db.store.Store`` and ``core.compare``; the pages
+cache the results (``dashboard.state``) and only lay them out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from core.compare import RunComparison, RunInfo, compare_runs, parse_policy
+from core.errors import NotFoundError
+from core.run import Run
+from dashboard import report
+from dashboard.format import case_key_text, fmt_abs, fmt_count, fmt_rel, fmt_time, fmt_ulp, safe_text
+from db.store import Golden, RunFilter, RunSummary, Store
+
+Compare = Callable[[str, str], RunComparison]  # (baseline run id, candidate run id) -> comparison
+
+
+# ---------------------------------------------------------------- naming runs
+
+
+def run_name(run: RunSummary) -> str:
+    """One line naming a run for a select box: host, label, time, variant and id (plain text)."""
+    parts = [run.hostname or run.machine_key[:12]]
+    if run.label:
+        parts.append(run.label)
+    parts.append(fmt_time(run.captured_at))
+    if run.variant and run.variant != "default":
+        parts.append(run.variant)
+    if run.imported:
+        parts.append("environment only")
+    return safe_text(" · ".join(parts), 120) + f"  [{run.run_id}]"
+
+
+def run_choices(store: Store, search: str = "", extra: Sequence[str] = (), limit: int = 300) -> dict[str, str]:
+    """Run id -> display name: goldens first, then ``extra`` ids, then the newest runs (or those matching
+    ``search``: a label substring, a hostname or machine key, or a run id prefix)."""
+    found: dict[str, RunSummary] = {}
+
+    def add(run: RunSummary) -> None:
+        found.setdefault(run.run_id, run)
+
+    for golden in store.goldens():
+        _add_if_found(store, golden.run_id, add)
+    for run_id in extra:
+        _add_if_found(store, run_id, add)
+    search = search.strip()
+    if search:
+        _add_if_found(store, search, add)
+        for filters in (RunFilter(label=search), RunFilter(machine=search)):
+            for run in store.runs(filters, per_page=limit).runs:
+                add(run)
+    else:
+        for run in store.runs(per_page=limit).runs:
+            add(run)
+    return {run_id: run_name(run) for run_id, run in found.items()}
+
+
+def _add_if_found(store: Store, run_id: str, add: Callable[[RunSummary], None]) -> None:
+    with contextlib.suppress(NotFoundError):  # unknown or ambiguous id: nothing to add
+        add(store.run(run_id))
+
+
+def default_golden(store: Store, candidate: str | None = None) -> Golden | None:
+    """The golden that applies to ``candidate`` (same suite version and device class), else the first one."""
+    if candidate:
+        try:
+            golden = store.golden_for(candidate)
+        except NotFoundError:
+            golden = None
+        if golden is not None:
+            return golden
+    goldens = store.goldens("default")
+    return goldens[0] if goldens else None
+
+
+# ---------------------------------------------------------------- drift matrix
+
+
+@dataclass(frozen=True)
+class MatrixData:
+    """Runs × cases against one baseline: verdict words and hover figures per cell (None: no result)."""
+
+    baseline: str
+    run_ids: tuple[str, ...]
+    run_labels: tuple[str, ...]
+    case_keys: tuple[str, ...]  # "case/device/dtype"
+    verdicts: tuple[tuple[str | None, ...], ...]
+    hovers: tuple[tuple[str | None, ...], ...]
+    without_cases: tuple[str, ...] = ()  # runs left out: environment only, nothing to compare
+
+    @property
+    def empty(self) -> bool:
+        return not self.run_ids or not self.case_keys
+
+
+def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], policy: str = "default") -> MatrixData:
+    """Every case of each run in ``runs`` ((run id, row label) pairs) compared with ``baseline``.
+
+    The matrix shows case verdicts only, so the environments are left out of
+    the comparison (the fingerprint diff is a third of its time); arrays are
+    read only where digests differ, one query per run.
+    """
+    rule = None if policy == "default" else parse_policy(policy)
+    base_run, arrays = store.load_run(baseline)
+    base = replace(base_run, fingerprint={})
+    base_refs = {case.key: case for case in base.cases}
+    rows: list[tuple[str, str, dict[tuple[str, str, str], Any]]] = []
+    without: list[str] = []
+    for run_id, label in runs:
+        run, _ = store.load_run(run_id)
+        if not run.cases:
+            without.append(run_id)
+            continue
+        _prefetch_differing(arrays, base_refs, run)
+        result = compare_runs(base, arrays, replace(run, fingerprint={}), arrays, rule)
+        rows.append((run_id, label, {case.key: case for case in result.cases}))
+    keys = [case.key for case in base.cases]
+    seen = set(keys)
+    for _, _, cases in rows:
+        for key in cases:
+            if key not in seen:
+                seen.add(key)
+                keys.append(key)
+    verdicts, hovers = [], []
+    for _, _, cases in rows:
+        verdicts.append(tuple(cases[k].verdict.value if k in cases else None for k in keys))
+        hovers.append(tuple(cell_figures(cases[k]) if k in cases else None for k in keys))
+    return MatrixData(
+        baseline=base.run_id,
+        run_ids=tuple(r[0] for r in rows),
+        run_labels=tuple(r[1] for r in rows),
+        case_keys=tuple(case_key_text(k) for k in keys),
+        verdicts=tuple(verdicts),
+        hovers=tuple(hovers),
+        without_cases=tuple(without),
+    )
+
+
+def _prefetch_differing(arrays: Any, base_refs: dict[tuple[str, str, str], Any], run: Run) -> None:
+    shas: set[str] = set()
+    for case in run.cases:
+        other = base_refs.get(case.key)
+        if other is None or case.output is None or other.output is None:
+            continue
+        if case.output.sha256 != other.output.sha256:
+            shas.update(ref.sha256 for ref in case.refs())
+            shas.update(ref.sha256 for ref in other.refs())
+    if shas:
+        arrays.prefetch(shas)
+
+
+def cell_figures(case: Any) -> str:
+    """The figures of one compared case, a few short lines of plain text."""
+    m = case.metrics
+    if m is None or (m.changed == 0 and not m.nonfinite_mismatch):
+        return safe_text(case.detail, 200)
+    return "\n".join([
+        f"max ULP {fmt_ulp(m.ulp_max, m.dtype)} (p99 {fmt_ulp(m.ulp_p99, m.dtype)})",
+        f"max abs {fmt_abs(m.max_abs)}, max rel {fmt_rel(m.max_rel)}",
+        f"mismatched {fmt_count(m.mismatched, m.n)}; changed {fmt_count(m.changed, m.n)}",
+    ])
+
+
+def comparable_runs(store: Store, baseline: RunSummary, filters: RunFilter, count: int,
+                    max_pages: int = 20) -> list[RunSummary]:
+    """The newest ``count`` runs matching ``filters`` that share the baseline's suite and device class
+    (the baseline itself and runs without cases left out)."""
+    found: list[RunSummary] = []
+    for page_number in range(1, max_pages + 1):
+        page = store.runs(filters, page=page_number, per_page=count)
+        found += [r for r in page.runs if r.run_id != baseline.run_id and r.case_count
+                  and (r.suite_id, r.suite_version, r.device_class)
+                  == (baseline.suite_id, baseline.suite_version, baseline.device_class)]
+        if len(found) >= count or page_number >= page.pages:
+            break
+    return found[:count]
+
+
+def matrix_label(run: RunSummary) -> str:
+    """A row label: host, label and capture time (duplicates are fine: rows are indexed)."""
+    parts = [run.hostname or run.machine_key[:12], run.label, fmt_time(run.captured_at)]
+    if run.variant and run.variant != "default":
+        parts.append(run.variant)
+    return safe_text(" · ".join(p for p in parts if p), 80)
+
+
+# ---------------------------------------------------------------- machine audit
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """What ``report.machine_audit`` needs of a run: identity, time, label and fingerprint."""
+
+    run_id: str
+    created_at: str
+    label: str
+    fingerprint: dict[str, Any]
+
+
+def machine_audit(store: Store, machine: str, compare: Compare, *, limit: int = 100,
+                  golden_name: str = "default") -> report.MachineAudit:
+    """The newest ``limit`` runs of ``machine`` against the golden that applies to them, with one event per
+    numerics-relevant environment change between consecutive runs and, for each event, the run after it
+    compared with the run before it."""
+    history = store.machine_history(machine, golden=golden_name)[-limit:]
+    name = history[-1].hostname if history and history[-1].hostname else machine
+    golden = _audit_golden(store, history, golden_name)
+    runs = _audit_runs(store, history)
+    comparisons: dict[str, RunComparison] = {}
+    golden_info = None
+    if golden is not None:
+        golden_run, _ = store.load_run(golden.run_id)
+        golden_info = RunInfo.of(golden_run)
+        for run in history:
+            same = (run.suite_id, run.suite_version, run.device_class) == (
+                golden.key.suite_id, golden.key.suite_version, golden.key.device_class)
+            if same and run.case_count and run.run_id != golden.run_id:
+                comparisons[run.run_id] = compare(golden.run_id, run.run_id)
+    audit = report.machine_audit(name, runs, comparisons, golden=golden_info)
+    with_cases = {run.run_id for run in history if run.case_count}
+    across = {e.event.after_run_id: compare(e.event.before_run_id, e.event.after_run_id) for e in audit.events
+              if {e.event.before_run_id, e.event.after_run_id} <= with_cases}
+    if across:
+        audit = report.machine_audit(name, runs, comparisons, golden=golden_info, across=across)
+    return audit
+
+
+def _audit_golden(store: Store, history: Sequence[RunSummary], name: str) -> Golden | None:
+    """The golden of the machine's newest run that has cases."""
+    for run in reversed(history):
+        if run.case_count:
+            return store.golden_for(run.run_id, name=name)
+    return None
+
+
+def _audit_runs(store: Store, history: Sequence[RunSummary]) -> list[AuditRun]:
+    """The runs with their fingerprints, each distinct environment read once."""
+    fingerprints: dict[str, dict[str, Any]] = {}
+    out = []
+    for run in history:
+        digest = run.environment.digest
+        if digest not in fingerprints:
+            loaded, _ = store.load_run(run.run_id)
+            fingerprints[digest] = loaded.fingerprint
+        out.append(AuditRun(run.run_id, run.created_at, run.label, fingerprints[digest]))
+    return out

@@ -1,0 +1,82 @@
+"""``driftboard serve``: the Streamlit command it becomes, the database it prepares, the warnings it gives."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from core.cli import main, serve_cmd
+from db.session import ENV_VAR
+from db.store import Store
+
+
+@pytest.fixture
+def execs(monkeypatch) -> list[tuple[str, list[str], dict[str, str]]]:
+    """Record the exec into Streamlit instead of doing it."""
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(serve_cmd.os, "execve", lambda path, args, env: calls.append((path, list(args), dict(env))))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return calls
+
+
+def test_serve_runs_the_app_on_loopback_with_the_database_in_the_environment(tmp_path, execs):
+    db = tmp_path / "new" / "team.sqlite"
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(db), "--port", "8642"])
+    assert result.exit_code == 0, result.output
+    [(path, args, env)] = execs
+    assert args[:4] == [path, "-m", "streamlit", "run"]
+    assert args[4] == str(serve_cmd.app_path()) and serve_cmd.app_path().is_file()
+    for flag in ("--server.headless=true", "--server.address=127.0.0.1", "--server.port=8642",
+                 "--browser.gatherUsageStats=false"):
+        assert flag in args
+    assert env[ENV_VAR] == f"sqlite:///{db}"
+    assert "http://127.0.0.1:8642" in result.output
+    assert "warning" not in result.output
+    with Store(env[ENV_VAR], create_if_empty=False) as store:  # the empty file got its schema
+        assert store.stats().runs == 0
+
+
+def test_serve_warns_when_the_host_opens_it_to_the_network(tmp_path, execs):
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    assert result.exit_code == 0, result.output
+    assert "--server.address=0.0.0.0" in execs[0][1]
+    assert "opens the dashboard to the network" in result.stderr
+    assert "no access control" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_hosts_give_no_warning(host):
+    assert serve_cmd.is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "dashboard.example.com"])
+def test_other_hosts_are_not_loopback(host):
+    assert not serve_cmd.is_loopback(host)
+
+
+def test_serve_refuses_a_database_it_cannot_use_in_one_line(tmp_path, execs, capsys):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--db", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("driftboard: error: ") and "driftboard db upgrade" in err and "\n" not in err
+    assert execs == []
+
+
+def test_serve_uses_the_environment_database_by_default(tmp_path, execs, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'env.sqlite'}"
+    monkeypatch.setenv(ENV_VAR, url)
+    result = CliRunner().invoke(serve_cmd.serve, [])
+    assert result.exit_code == 0, result.output
+    assert execs[0][2][ENV_VAR] == url
+
+
+def test_serve_has_help_with_examples():
+    result = CliRunner().invoke(serve_cmd.serve, ["--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "driftboard serve --port" in result.output
