@@ -146,3 +146,18 @@ def test_sweep_writes_one_run_per_variant(tmp_path: Path) -> None:
             assert run.settings["mkldnn_enabled"] is False
         if run.variant == "deterministic":
             assert run.settings["deterministic_algorithms"] is True
+
+
+def test_plan_on_a_gpu_machine_adds_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a GPU here, the device list is faked: every case on every device and supported dtype."""
+    monkeypatch.setattr(suite, "devices", lambda: ["cpu", "cuda"])
+    planned = capture_mod.plan(capture_mod.CaptureOptions())
+    cuda = {(case.case_id, dtype) for case, device, dtype in planned if device == "cuda"}
+    assert ("linear_1024", "bfloat16") in cuda and ("lstm_2layer", "float16") in cuda
+    assert ("rng_randn", "float32") in cuda and ("rng_randn", "float16") not in cuda
+    assert {d for _, d, _ in planned} == {"cpu", "cuda"}
+    only_cuda = capture_mod.plan(capture_mod.CaptureOptions(devices=("cuda",), case_ids=("linear_10_5",)))
+    assert [(c.case_id, d, t) for c, d, t in only_cuda] == [
+        ("linear_10_5", "cuda", t) for t in ("float32", "float64", "float16", "bfloat16")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert capture_mod.sweep_variants()[-2:] == ["tf32-on", "tf32-off"]
