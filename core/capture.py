@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -224,7 +224,7 @@ def capture(options: CaptureOptions = CaptureOptions(),
     cases = tuple(run_case(case, device, dtype, options.repeats, arrays) for case, device, dtype in steps)
     fingerprint = collect_fingerprint(label=options.label, tags=options.tags, note=options.note,
                                       anonymize=options.anonymize)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     run = Run(
         run_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}",
         created_at=now.isoformat(timespec="seconds"),

@@ -8,7 +8,7 @@ report twice is recognised as the same run.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from core import __version__
 from core.collect_env import ParsedReport, parse_report
@@ -27,7 +27,7 @@ def run_from_report(text: str | bytes, *, label: str = "", note: str = "", tags:
     identity.update(label=label, note=note, tags=list(tags))
     fingerprint["identity"] = identity
     raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     torch_version = (fingerprint.get("torch") or {}).get("version") or "unknown torch"
     run = Run(
         run_id=f"import-{hashlib.sha256(raw).hexdigest()[:24]}",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -783,7 +783,7 @@ def machine_timeline(
 def _x_time(iso: str) -> str:
     """A timestamp Plotly reads as a date (UTC, no offset: Plotly ignores offsets)."""
     when = parse_time(iso)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if when else iso
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if when else iso
 
 
 def _event_hover(event: TimelineEvent) -> str:

@@ -17,7 +17,7 @@ import html
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from core.compare.ulp import NAN_DISTANCE
@@ -191,7 +191,7 @@ def fmt_time(iso: str | datetime | None) -> str:
     when = iso if isinstance(iso, datetime) else parse_time(iso)
     if when is None:
         return safe_text(iso)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def parse_time(iso: str) -> datetime | None:
@@ -200,7 +200,7 @@ def parse_time(iso: str) -> datetime | None:
         when = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def case_key_text(key: tuple[str, str, str] | list[str]) -> str:

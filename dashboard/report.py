@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import plotly.graph_objects as go
@@ -195,24 +195,8 @@ def _case_table(comparison: RunComparison) -> str:
         cells = "".join(f"<td class='num'>{html_text(f)}</td>" for f in figures)
         rows.append(f"<tr><td><a href='#{_anchor(case)}'>{html_text(case.case_id)}</a></td>"
                     f"<td>{html_text(case.device)}</td><td>{html_text(case.dtype)}</td><td>{_chip(case.verdict)}</td>"
-                    f"{cells}<td>{html_text(_notes(case), 400)}</td></tr>")
+                    f"{cells}<td>{html_text('; '.join(case.notes()), 400)}</td></tr>")
     return f"<table class='cases'>{head}<tbody>{''.join(rows)}</tbody></table>"
-
-
-def _notes(case: CaseComparison) -> str:
-    """What the figures columns do not say: why a case was not compared, layers, nondeterminism."""
-    words = []
-    if not case.verdict.changed:
-        words.append(case.detail)
-    if case.first_divergent_layer:
-        words.append(f"first divergent layer {case.first_divergent_layer}")
-    for side in ("baseline", "candidate"):
-        if getattr(case, f"{side}_repeat_identical") is False:
-            words.append(f"nondeterministic on the {side}")
-    if case.metrics is not None and case.metrics.nonfinite_mismatch:
-        words.append(f"{case.metrics.nonfinite_mismatch:,} NaN/Inf mismatches, first at "
-                     f"{fmt_index(case.metrics.nonfinite_index)}")
-    return "; ".join(words)
 
 
 def _anchor(case: CaseComparison, prefix: str = "case") -> str:
@@ -393,7 +377,7 @@ def machine_audit(
     by_id = dict(comparisons) if isinstance(comparisons, Mapping) else {c.candidate.run_id: c for c in comparisons}
     if golden is None:
         golden = next((c.baseline for c in by_id.values()), None)
-    ordered = sorted(runs, key=lambda r: (parse_time(r.created_at) or datetime.min.replace(tzinfo=timezone.utc),
+    ordered = sorted(runs, key=lambda r: (parse_time(r.created_at) or datetime.min.replace(tzinfo=UTC),
                                           r.run_id))
     points = tuple(_point(run, by_id.get(run.run_id), golden) for run in ordered)
     events = []
@@ -538,7 +522,7 @@ def _meta_line(generated_at: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 # Light theme values; the page script swaps the font colour for dark mode.

@@ -234,17 +234,7 @@ def _print_one(console: Any, result: RunComparison, fail_on: str) -> None:
 def _row_notes(case: CaseComparison) -> str:
     from rich.markup import escape
 
-    words = []
-    if not case.verdict.changed and case.verdict.value != "identical":
-        words.append(case.detail)
-    if case.first_divergent_layer:
-        words.append(f"first divergent layer {case.first_divergent_layer}")
-    for side in ("baseline", "candidate"):
-        if getattr(case, f"{side}_repeat_identical") is False:
-            words.append(f"nondeterministic on {side}")
-    if case.metrics is not None and case.metrics.nonfinite_mismatch:
-        words.append(f"{case.metrics.nonfinite_mismatch} non-finite mismatches")
-    return escape("; ".join(words))
+    return escape("; ".join(case.notes()))
 
 
 def _print_env(console: Any, result: RunComparison) -> None:

@@ -123,7 +123,8 @@ def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quie
     Each bundle is validated in full, then stored in one transaction: all of it
     or nothing. Pushing a bundle already stored changes nothing and says so. A
     bad bundle is reported and the others are still stored; the exit status is
-    2 if any was not.
+    2 if any was not. A SQLite database locked by another writer is waited for
+    (30 s, or $DRIFTBOARD_SQLITE_BUSY_TIMEOUT seconds), then the push stops.
 
     \b
     Examples:
@@ -139,18 +140,25 @@ def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str
 
     ``driftboard capture --push`` calls this too.
     """
+    from db.session import is_lock_timeout
     from db.store import Store
 
     who = uploader if uploader is not None else _default_uploader()
     results: list[IngestResult] = []
     failed = 0
     with Store(db_url) as store:
-        for path in paths:
+        for done, path in enumerate(paths):
             try:
                 result = store.ingest(path, uploader=who)
             except DriftboardError as exc:
                 failed += 1
                 click.echo(f"{path}: not stored: {exc}", err=True)
+                remaining = len(paths) - done - 1
+                if remaining and is_lock_timeout(exc):  # each would wait the whole busy timeout again
+                    failed += remaining
+                    click.echo(f"{remaining} more bundle{'s' if remaining > 1 else ''} not tried: "
+                               "the database is locked", err=True)
+                    break
                 continue
             results.append(result)
             if not quiet:

@@ -56,6 +56,21 @@ class CaseComparison:
     def layer_max_abs(self) -> tuple[tuple[str, float | None], ...]:
         return tuple((layer.name, layer.max_abs) for layer in self.layers)
 
+    def notes(self) -> list[str]:
+        """What a table's figure columns do not say: why a case was not compared, layers, nondeterminism."""
+        words = []
+        if not self.verdict.changed:
+            words.append(self.detail)
+        if self.first_divergent_layer:
+            words.append(f"first divergent layer {self.first_divergent_layer}")
+        for side in ("baseline", "candidate"):
+            if getattr(self, f"{side}_repeat_identical") is False:
+                words.append(f"nondeterministic on the {side}")
+        if self.metrics is not None and self.metrics.nonfinite_mismatch:
+            index = ", ".join(map(str, self.metrics.nonfinite_index or ()))
+            words.append(f"{self.metrics.nonfinite_mismatch:,} NaN/Inf mismatches, first at ({index})")
+        return words
+
     def to_json(self) -> dict[str, Any]:
         return {
             "case_id": self.case_id,
