@@ -17,7 +17,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +49,6 @@ class CaptureOptions:
     tags: tuple[str, ...] = ()
     note: str = ""
     anonymize: bool = False
-    extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
 def cpu_capability() -> str:
@@ -217,7 +216,7 @@ def capture(options: CaptureOptions = CaptureOptions(),
     if options.repeats < 1:
         raise DriftboardError(f"repeats must be at least 1, got {options.repeats}")
     settings = apply_variant(options.variant, options.deterministic)
-    settings.update(options.extra_settings, repeats=options.repeats)
+    settings["repeats"] = options.repeats
     todo = plan(options)
     arrays = MemoryArrays()
     steps: Iterable[Any] = progress(todo, len(todo)) if progress else todo
