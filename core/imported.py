@@ -22,15 +22,19 @@ VARIANT = "imported"
 def run_from_report(text: str | bytes, *, label: str = "", note: str = "", tags: tuple[str, ...] = ()) -> tuple[Run, ParsedReport]:
     """Parse a report (``ReportParseError`` if it is not one) into an environment-only run."""
     parsed = parse_report(text)
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    digest = hashlib.sha256(raw).hexdigest()[:24]
     fingerprint = dict(parsed.fingerprint)
     identity = dict(fingerprint.get("identity") or {})
+    # A report names no machine: each one stands for its own, so imports from
+    # different people never merge into one machine's history.
+    identity.setdefault("machine_id", f"collect_env:{digest}")
     identity.update(label=label, note=note, tags=list(tags))
     fingerprint["identity"] = identity
-    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
     now = datetime.now(UTC)
     torch_version = (fingerprint.get("torch") or {}).get("version") or "unknown torch"
     run = Run(
-        run_id=f"import-{hashlib.sha256(raw).hexdigest()[:24]}",
+        run_id=f"import-{digest}",
         created_at=now.isoformat(timespec="seconds"),
         suite_id=SUITE_ID,
         suite_version=1,

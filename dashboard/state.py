@@ -11,19 +11,31 @@
 - A ``DriftboardError`` (bad URL, out-of-date schema, unknown run) becomes one
   ``st.error`` line and stops the page; anything else is a bug and keeps its
   traceback.
+- Access (``dashboard.auth``): the policy comes from ``$DRIFTBOARD_AUTH_FILE``
+  (``driftboard serve --auth`` sets it), read once per server. A session's role
+  is derived on every rerun: in ``tokens`` mode from the member the session
+  unlocked (kept as an ``Unlocked`` object, which no message from a browser can
+  forge: widget values are plain data), in ``oidc`` mode from ``st.user``'s
+  e-mail. Pages ask ``allowed(action)`` before showing a control and again in
+  the callback that acts, so a hidden control is also a refused one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib.util
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import streamlit as st
 
 from core.compare import RunComparison
 from core.errors import DriftboardError
-from dashboard import data
+from dashboard import auth, data
+from dashboard.auth import AccessPolicy, Role
+from dashboard.format import safe_text
 from db.session import database_url
 from db.store import Store
 
@@ -84,3 +96,97 @@ def compare(baseline: str, candidate: str, policy: str = "default") -> RunCompar
         b, c = s.run(baseline), s.run(candidate)
         return comparison(s.url, b.run_id, b.bundle_digest, c.run_id, c.bundle_digest, policy)
     raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- access control
+
+ACCESS_KEY = "_driftboard_unlocked"  # session state: the Unlocked member of this browser session
+ACTION_WORDS = {"view": "view runs", "upload": "upload runs", "golden": "mark or clear goldens",
+                "delete": "delete runs"}
+
+
+@dataclass(frozen=True)
+class Unlocked:
+    """The member a session unlocked with a token: their name only (never the token)."""
+
+    name: str
+
+
+@st.cache_resource(show_spinner=False)
+def _policy(path: str) -> AccessPolicy:
+    return auth.load_policy(path) if path else auth.OPEN
+
+
+def policy() -> AccessPolicy:
+    """This server's access policy (``$DRIFTBOARD_AUTH_FILE``, else open); a bad file stops every page."""
+    with guard():
+        return _policy(os.environ.get(auth.ENV_VAR, ""))
+    raise AssertionError("unreachable")
+
+
+def oidc_ready() -> bool:
+    """Whether ``st.login`` can work: an ``[auth]`` section in secrets.toml and Authlib installed."""
+    try:
+        configured = "auth" in st.secrets
+    except Exception:  # no secrets.toml at all: Streamlit raises its own not-found error
+        configured = False
+    return configured and importlib.util.find_spec("authlib") is not None
+
+
+def oidc_user_role(access: AccessPolicy, user: Mapping[str, Any]) -> Role:
+    """The role of an ``st.user``: by verified e-mail; a login whose e-mail is unverified gets the default role."""
+    if not user.get("is_logged_in"):
+        return Role.ANONYMOUS
+    email = user.get("email")
+    if not isinstance(email, str) or not email.strip():
+        return Role.ANONYMOUS
+    if user.get("email_verified") is False:  # anyone can claim an address the provider has not checked
+        return access.oidc_default
+    return access.oidc_role(email)
+
+
+def member_role(access: AccessPolicy, unlocked: object) -> Role:
+    """The role of the member a session unlocked, read from the policy (not from the session)."""
+    if not isinstance(unlocked, Unlocked):
+        return Role.ANONYMOUS
+    return next((m.role for m in access.members if m.name == unlocked.name), Role.ANONYMOUS)
+
+
+def role() -> Role:
+    """This session's role (open mode: every action is allowed whatever it is)."""
+    access = policy()
+    if access.mode == "tokens":
+        return member_role(access, st.session_state.get(ACCESS_KEY))
+    if access.mode == "oidc":
+        return oidc_user_role(access, st.user) if oidc_ready() else Role.ANONYMOUS
+    return Role.ADMIN
+
+
+def who() -> str:
+    """Who this session is, for the record (set_by, uploader): a member name or e-mail, else empty."""
+    access = policy()
+    name = ""
+    if access.mode == "tokens":
+        unlocked = st.session_state.get(ACCESS_KEY)
+        name = unlocked.name if isinstance(unlocked, Unlocked) else ""
+    elif access.mode == "oidc" and oidc_ready() and st.user.get("is_logged_in"):
+        name = str(st.user.get("email") or "")
+    return safe_text(name, 160)  # the columns that record it hold 200 characters
+
+
+def allowed(action: str) -> bool:
+    return policy().allows(role(), action)
+
+
+def refusal(action: str) -> str:
+    access = policy()
+    need = access.needs[action].word
+    how = "log in with an account that has it" if access.mode == "oidc" else "unlock with a token that has it"
+    return f"Your role ({role().word}) may not {ACTION_WORDS[action]}: that needs {need}; {how}."
+
+
+def require(action: str) -> None:
+    """Stop the page unless this session may do ``action`` (the server-side check behind every hidden control)."""
+    if not allowed(action):
+        st.error(refusal(action), icon=":material/lock:")
+        st.stop()

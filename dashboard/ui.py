@@ -3,17 +3,30 @@
 User text reaches Markdown-rendering calls only through ``markdown_text``
 (every Markdown and HTML character escaped), or goes to ``st.text`` /
 ``st.code`` / ``st.dataframe``, which never render it.
+
+``access_panel`` is the unlock/lock (tokens) or log in/out (OIDC) form. A
+token lives in its password box only until the button's callback reads it:
+the callback empties the box, so the token is neither kept in the session nor
+sent back to the browser, and it is never logged or shown.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Literal
 
 import streamlit as st
 
 from core.compare import Verdict
+from dashboard import auth, state
 from dashboard.format import as_verdict, markdown_text, verdict_style
+
+ACCESS_FLASH = "access_flash"
+TOKEN_KEY = "unlock_token"
+
+log = logging.getLogger(__name__)
 
 BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray"]
 _BADGE: dict[Verdict, BadgeColour] = {
@@ -61,3 +74,72 @@ def downloads(key: str, stem: str, html: Callable[[], str], json_text: Callable[
                          key=f"{key}_html", on_click="ignore", icon=":material/download:")
     right.download_button("Download its data (JSON)", data=json_text, file_name=f"{stem}.json",
                           mime="application/json", key=f"{key}_json", on_click="ignore", icon=":material/data_object:")
+
+
+def upload_link() -> None:
+    """A link to the Upload page, for sessions that may upload (the page is not in the menu otherwise)."""
+    if state.allowed("upload"):
+        st.page_link("app_pages/upload.py", label="Upload runs", icon=":material/upload_file:")
+
+
+# ---------------------------------------------------------------- access
+
+
+def _unlock() -> None:
+    token = st.session_state.get(TOKEN_KEY) or ""
+    st.session_state[TOKEN_KEY] = ""  # the token leaves the session (and the browser's box) at once
+    if not token.strip():
+        # Typing a token then clicking Unlock calls this twice (the box's on_change, then the button's
+        # on_click, on an emptied box): the second call must not hide the first one's answer.
+        already = isinstance(st.session_state.get(state.ACCESS_KEY), state.Unlocked)
+        if ACCESS_FLASH not in st.session_state and not already:
+            flash(ACCESS_FLASH, "info", "Enter your access token first.")
+        return
+    member = auth.member_for_token(token.strip(), state.policy())
+    if member is None:
+        log.warning("dashboard: an unlock attempt with an unknown token was refused")  # never the token
+        time.sleep(auth.REFUSAL_DELAY_SECONDS)  # read at call time, so tests can shorten it
+        flash(ACCESS_FLASH, "error", "That token is not valid: the dashboard stays locked.")
+        return
+    st.session_state[state.ACCESS_KEY] = state.Unlocked(member.name)  # the panel now says who, with a Lock button
+
+
+def _lock() -> None:
+    st.session_state.pop(state.ACCESS_KEY, None)
+    flash(ACCESS_FLASH, "info", "Locked: this session is anonymous again.")
+
+
+def access_panel() -> None:
+    """Who this session is and how to change it; nothing in open mode."""
+    access = state.policy()
+    if access.mode == "tokens":
+        _token_panel()
+    elif access.mode == "oidc":
+        _oidc_panel()
+    show_flash(ACCESS_FLASH)
+
+
+def _token_panel() -> None:
+    unlocked = st.session_state.get(state.ACCESS_KEY)
+    if isinstance(unlocked, state.Unlocked):
+        st.caption(f"Unlocked as **{markdown_text(unlocked.name, 64)}** ({state.role().word}).")
+        st.button("Lock", key="lock", icon=":material/lock:", on_click=_lock)
+        return
+    st.text_input("Access token", type="password", key=TOKEN_KEY, autocomplete="off", on_change=_unlock,
+                  help="Uploading, marking goldens and deleting need a team member's token. Enter unlocks too.")
+    st.button("Unlock", key="unlock", icon=":material/lock_open:", on_click=_unlock)
+
+
+def _oidc_panel() -> None:
+    if not state.oidc_ready():
+        st.error("Login is not configured: this server needs an [auth] section in .streamlit/secrets.toml and "
+                 "Authlib (pip install 'streamlit[auth]'); see docs/DEPLOY.md.", icon=":material/error:")
+        return
+    if st.user.get("is_logged_in"):
+        email = str(st.user.get("email") or "")
+        st.caption(f"Signed in as **{markdown_text(email, 120)}** ({state.role().word}).")
+        if st.button("Log out", key="logout", icon=":material/logout:"):
+            st.logout()
+        return
+    if st.button("Log in", key="login", icon=":material/login:"):
+        st.login()

@@ -5,6 +5,12 @@ float32 LSTM cases) are uploaded through the Upload page, their comparison is
 opened from there, and the verdict table and a Plotly chart must be on screen.
 Screenshots go to ``artifacts/`` (gitignored) for people to look at.
 
+A second test uploads synthetic bundles (no torch) whose label and note carry
+HTML, JavaScript and Markdown, and checks in the live DOM of the Runs and
+Compare pages that the text is shown as typed and nothing of it ran or
+rendered: no ``window.__pwned``, no ``<img src=x>``, no injected script, bold
+or link.
+
 Without Chromium (``apt-get install chromium``) or the ``playwright`` package
 this skips locally, and fails under ``CI=true``, where both must be present.
 """
@@ -21,6 +27,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,16 +97,16 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 
     raise AssertionError(f"driftboard serve not healthy after {seconds} s:\n{log.read_text()}")
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[str]:
+@contextmanager
+def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
     """``driftboard serve`` on a free loopback port and a new database; always stopped at the end."""
     port = _free_port()
     log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if k != "DRIFTBOARD_DATABASE_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("DRIFTBOARD_DATABASE_URL", "DRIFTBOARD_AUTH_FILE")}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "--db", str(tmp_path / "e2e.sqlite"), "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "core.cli", "serve", "--db", str(tmp_path / "e2e.sqlite"), "--port", str(port),
+             *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
@@ -107,6 +114,26 @@ def server(tmp_path) -> Iterator[str]:
         yield url
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[str]:
+    with _serving(tmp_path) as url:
+        yield url
+
+
+UPLOADER_TOKEN = "e2e-uploader-token-4b1f9c"
+
+
+@pytest.fixture
+def locked_server(tmp_path) -> Iterator[str]:
+    """Served with an access file: viewing open, uploading for the one uploader token."""
+    from dashboard.auth import hash_token
+
+    auth = tmp_path / "team-auth.toml"
+    auth.write_text(f'mode = "tokens"\n[tokens]\nci = {{ role = "uploader", hash = "{hash_token(UPLOADER_TOKEN)}" }}\n')
+    with _serving(tmp_path, "--auth", str(auth)) as url:
+        yield url
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -131,6 +158,71 @@ def _download(page, button: str, to: Path) -> str:
         page.get_by_role("button", name=button).click()
     info.value.save_as(str(to))
     return to.read_text(encoding="utf-8")
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=1</script> **bold** [link](http://x)'
+# Everything the hostile text would create if it were rendered rather than shown.
+_INJECTED = """() => ({
+    pwned: typeof window.__pwned,
+    img: document.querySelectorAll('img[src="x"]').length,
+    script: [...document.scripts].filter(s => s.textContent.includes('__pwned')).length,
+    bold: [...document.querySelectorAll('strong, b')].filter(e => e.textContent.trim() === 'bold').length,
+    link: document.querySelectorAll('a[href="http://x"], a[href="http://x/"]').length,
+})"""
+
+
+def _assert_inert(page) -> None:
+    found = page.evaluate(_INJECTED)
+    assert found == {"pwned": "undefined", "img": 0, "script": 0, "bold": 0, "link": 0}, found
+
+
+def _wait_done(page) -> None:
+    """The page's script run has finished (no fixed sleep)."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+
+
+def test_hostile_labels_and_notes_are_shown_as_text_and_never_run(chromium, server, tmp_path):
+    from db_factory import write_bundle_file
+    from playwright.sync_api import expect, sync_playwright
+
+    plain = write_bundle_file(tmp_path, 9, 0, label="plain box")
+    hostile = write_bundle_file(tmp_path, 9, 1, label=HOSTILE, note=HOSTILE, tags=("<b>t</b>",))
+    plain_id, hostile_id = plain.stem, hostile.stem
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{server}/upload")
+            page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files([str(plain),
+                                                                                              str(hostile)])
+            expect(page.locator("[data-testid='stAlertContentSuccess']")).to_have_count(2)
+            _wait_done(page)
+            _assert_inert(page)
+
+            # Runs: the newest run (the hostile one) is picked; its note is printed as typed
+            page.goto(f"{server}/")  # Runs is the default page: its address is the root
+            expect(page.get_by_text(f"Note: {HOSTILE}", exact=True)).to_be_visible()
+            picker = page.locator("[data-testid='stSelectbox']").filter(has_text="Run (from this page)").locator("input")
+            expect(picker).to_have_value(re.compile(re.escape('<img src=x onerror="window.__pwned=1">') + ".*"
+                                                    + re.escape(hostile_id)))
+            _wait_done(page)
+            _assert_inert(page)
+            page.screenshot(path=str(ARTIFACTS / "e2e-hostile-runs.png"))
+
+            # Compare: the heading names both runs with the label, shown literally
+            page.goto(f"{server}/compare?baseline={plain_id}&candidate={hostile_id}")
+            heading = page.get_by_role("heading").filter(has_text=f"{hostile_id} ({HOSTILE})")
+            expect(heading).to_have_count(1)
+            expect(heading).to_be_visible()
+            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            _wait_done(page)
+            _assert_inert(page)
+            page.screenshot(path=str(ARTIFACTS / "e2e-hostile-compare.png"))
+        finally:
+            browser.close()
 
 
 def test_upload_two_bundles_and_open_their_comparison(chromium, bundles, server):
@@ -192,3 +284,39 @@ def test_upload_two_bundles_and_open_their_comparison(chromium, bundles, server)
         finally:
             browser.close()
     assert (ARTIFACTS / "e2e-compare.png").stat().st_size > 10_000
+
+
+def test_a_token_unlocks_uploading_and_is_never_put_back_on_the_page(chromium, locked_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{locked_server}/")
+            box = page.get_by_label("Access token", exact=True).and_(page.locator("input"))
+            expect(box).to_have_attribute("type", "password")
+            nav = page.locator("[data-testid='stSidebarNav']")
+            expect(nav.get_by_role("link", name="Compare", exact=True)).to_be_visible()
+            expect(nav.get_by_role("link", name="Upload", exact=True)).to_have_count(0)
+
+            box.fill("not-the-token")
+            page.get_by_role("button", name="Unlock").click()
+            expect(page.get_by_text("That token is not valid: the dashboard stays locked.")).to_be_visible()
+            expect(nav.get_by_role("link", name="Upload", exact=True)).to_have_count(0)
+
+            page.get_by_label("Access token", exact=True).and_(page.locator("input")).fill(UPLOADER_TOKEN)
+            page.get_by_role("button", name="Unlock").click()
+            expect(page.locator("[data-testid='stSidebar']").get_by_text("Unlocked as ci (uploader).")).to_be_visible()
+            expect(nav.get_by_role("link", name="Upload", exact=True)).to_be_visible()
+            expect(page.get_by_role("button", name="Lock", exact=True)).to_be_visible()
+            expect(page.get_by_role("button", name="Unlock", exact=True)).to_have_count(0)
+            expect(page.get_by_label("Access token", exact=True).and_(page.locator("input"))).to_have_count(0)
+            _wait_done(page)
+            assert page.evaluate("t => document.documentElement.outerHTML.includes(t)", UPLOADER_TOKEN) is False
+            assert page.evaluate("() => [...document.querySelectorAll('input')].map(i => i.value)").count(
+                UPLOADER_TOKEN) == 0
+        finally:
+            browser.close()

@@ -66,3 +66,15 @@ def test_imported_run_compares_by_environment_only() -> None:
     assert result.cases == ()
     assert result.env.get("torch.version") is not None
     assert not any(c.key.startswith(("collect_env.", "source.")) for c in result.env.changes)
+
+
+def test_imports_from_different_reports_are_different_machines(tmp_path: Path) -> None:
+    from core.bundle import bundle_bytes
+    from db.store import Store
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with Store(url) as store:
+        for name in ("005.txt", "019.txt"):
+            run, _ = run_from_report((FIXTURES / name).read_text())
+            store.ingest(bundle_bytes(run, MemoryArrays()))
+        assert len(store.machines()) == 2

@@ -5,6 +5,11 @@ one line on the terminal rather than a page of errors in the browser, and an
 empty embedded SQLite file gets its schema. The dashboard reads the URL from
 ``$DRIFTBOARD_DATABASE_URL``; the process then becomes Streamlit (``exec``),
 so Ctrl+C and ``kill`` reach the server itself.
+
+The access configuration (``--auth``, else ``$DRIFTBOARD_AUTH_FILE``) is read
+here too, so a broken file is one line on the terminal, and its path is handed
+to the dashboard in ``$DRIFTBOARD_AUTH_FILE``. ``exposure_warnings`` says
+what is wrong with the combination of address and policy.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from core.cli.db_cmd import db_option
+
+if TYPE_CHECKING:
+    from dashboard.auth import AccessPolicy
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
@@ -57,6 +66,35 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]
 
 
+def exposure_warnings(host: str, port: int, policy: AccessPolicy, secrets_dirs: tuple[Path, ...] | None = None,
+                      authlib: bool | None = None) -> list[str]:
+    """What to warn about before serving: an open dashboard on the network, an OIDC login that cannot work."""
+    warnings = []
+    if not policy.restricted and not is_loopback(host):
+        warnings.append(
+            f"--host {host} opens the dashboard to the network with no access control: anyone who can reach "
+            f"port {port} can read, upload and delete runs and mark goldens. Give it an access configuration with "
+            "--auth FILE (mode tokens or oidc; see `driftboard auth hash-token --help` and docs/DEPLOY.md), or "
+            "serve on 127.0.0.1 behind a proxy that authenticates.")
+    if policy.mode == "oidc":
+        dirs = secrets_dirs if secrets_dirs is not None else (Path.cwd() / ".streamlit", Path.home() / ".streamlit")
+        if not any(_has_auth_section(d / "secrets.toml") for d in dirs):
+            warnings.append("mode oidc: no [auth] section in " + " or ".join(str(d / "secrets.toml") for d in dirs)
+                            + ": nobody can log in (see docs/DEPLOY.md)")
+        if not (authlib if authlib is not None else importlib.util.find_spec("authlib") is not None):
+            warnings.append("mode oidc needs Authlib for st.login: pip install 'streamlit[auth]'")
+    return warnings
+
+
+def _has_auth_section(path: Path) -> bool:
+    import tomllib
+
+    try:
+        return isinstance(tomllib.loads(path.read_text(encoding="utf-8")).get("auth"), dict)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
 def browse_url(host: str, port: int) -> str:
     shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     if ":" in shown and not shown.startswith("["):
@@ -70,35 +108,46 @@ def browse_url(host: str, port: int) -> str:
               help="TCP port to listen on.")
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
               help="Address to listen on. The default answers this machine only; 0.0.0.0 opens the dashboard "
-                   "to the network (it has no access control yet).")
-def serve(db_url: str | None, port: int, host: str) -> None:
+                   "to the network (give it --auth then).")
+@click.option("--auth", "auth_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Access configuration (TOML: mode tokens or oidc, roles per action) [default: "
+                   "DRIFTBOARD_AUTH_FILE, else open: everyone may do everything].")
+def serve(db_url: str | None, port: int, host: str, auth_file: Path | None) -> None:
     """Start the dashboard in the browser on the database.
 
     Runs the Streamlit app on this machine's loopback address by default and
     prints its URL. The database is the one every other command uses (--db,
     else DRIFTBOARD_DATABASE_URL, else the local SQLite file, created on first
     use); a database at an older schema is refused with the command that
-    upgrades it.
+    upgrades it. Without --auth everyone who reaches the page may upload,
+    mark goldens and delete (serve warns when that is beyond this machine);
+    with it, those actions need a role (tokens or OIDC login): see
+    docs/DEPLOY.md.
 
     \b
     Examples:
       driftboard serve
       driftboard serve --port 8600 --db ./team.sqlite
-      driftboard serve --host 0.0.0.0 --db postgresql://driftboard@db.example.com/driftboard
+      driftboard serve --host 0.0.0.0 --db postgresql://driftboard@db.example.com/driftboard --auth team-auth.toml
     """
+    from dashboard import auth
     from db.session import ENV_VAR, database_url, redacted
     from db.store import Store
 
+    auth_path = auth_file or os.environ.get(auth.ENV_VAR) or None
+    policy = auth.load_policy(auth_path) if auth_path else auth.OPEN  # AuthConfigError: one line, exit 2
     url = database_url(db_url)
     with Store(url) as store:  # creates an empty SQLite file's schema; refuses an out-of-date one
         runs = store.stats().runs
-    if not is_loopback(host):
-        click.echo(f"driftboard: warning: --host {host} opens the dashboard to the network, and it has no access "
-                   f"control yet: anyone who can reach port {port} can read, upload and delete runs.", err=True)
+    for warning in exposure_warnings(host, port, policy):
+        click.echo(f"driftboard: warning: {warning}", err=True)
     command = streamlit_command(host, port)
-    click.echo(f"driftboard dashboard: {browse_url(host, port)}  (database {redacted(url)}, {runs} runs; "
-               "Ctrl+C stops it)")
+    click.echo(f"driftboard dashboard: {browse_url(host, port)}  (database {redacted(url)}, {runs} runs, access "
+               f"{policy.mode}; Ctrl+C stops it)")
     sys.stdout.flush()
     sys.stderr.flush()
     env = {**os.environ, ENV_VAR: url}
+    env.pop(auth.ENV_VAR, None)
+    if auth_path:
+        env[auth.ENV_VAR] = str(Path(auth_path).absolute())
     os.execve(command[0], command, env)

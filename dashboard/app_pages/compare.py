@@ -33,7 +33,7 @@ with state.guard():
     choices = data.run_choices(store, search, [w for w in wanted if w])
     if not choices:
         st.info("No runs stored yet: upload bundles on the Upload page first.")
-        st.page_link("app_pages/upload.py", label="Upload runs", icon=":material/upload_file:")
+        ui.upload_link()
         st.stop()
     missing = [w for w in wanted if w and w not in choices]
     if missing:

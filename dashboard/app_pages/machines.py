@@ -16,7 +16,7 @@ with state.guard():
     machines = store.machines()
 if not machines:
     st.info("No machines yet: upload bundles on the Upload page first.")
-    st.page_link("app_pages/upload.py", label="Upload runs", icon=":material/upload_file:")
+    ui.upload_link()
     st.stop()
 
 names = {m.machine_key: f"{safe_text(m.hostname, 60) or m.machine_key[:12]} · {m.run_count} runs · last "

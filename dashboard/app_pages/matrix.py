@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, data, state
+from dashboard import charts, data, state, ui
 from dashboard.format import markdown_text
 from db.store import RunFilter
 
@@ -15,7 +15,7 @@ with state.guard():
     choices = data.run_choices(store, extra=[st.session_state.get("matrix_baseline") or ""], limit=100)
 if not choices:
     st.info("No runs stored yet: upload bundles on the Upload page first.")
-    st.page_link("app_pages/upload.py", label="Upload runs", icon=":material/upload_file:")
+    ui.upload_link()
     st.stop()
 if st.session_state.get("matrix_baseline") not in choices:
     golden = data.default_golden(store)

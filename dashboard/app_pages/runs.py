@@ -40,6 +40,7 @@ filters = RunFilter(
     cpu_capability=capability.strip() or None, verdict=None if verdict == "any" else verdict, since=since, until=until,
 )
 per_page = st.session_state.get("runs_per_page", 50)
+can_golden, can_delete = state.allowed("golden"), state.allowed("delete")  # controls for the rest are not drawn
 with state.guard():
     goldens = store.goldens()
     golden_ids = {g.run_id for g in goldens}
@@ -54,7 +55,7 @@ st.session_state["runs_page"] = page.page
 if not page.total:
     st.info("No runs match." if filters != RunFilter() else
             "No runs stored yet: upload bundles on the Upload page, or `driftboard push` them.")
-    st.page_link("app_pages/upload.py", label="Upload runs", icon=":material/upload_file:")
+    ui.upload_link()
     st.stop()
 
 st.caption(f"{page.total:,} runs · page {page.page} of {page.pages} · newest first · verdict: worst case "
@@ -68,7 +69,8 @@ with st.expander(f"Goldens ({len(goldens)})", icon=":material/star:"):
     if goldens:
         st.dataframe(tables.goldens_frame(goldens), hide_index=True, key="goldens_table")
     else:
-        st.info("No golden yet: pick a run below and make it the golden to judge every other run against it.")
+        st.info("No golden yet: pick a run below and make it the golden to judge every other run against it."
+                if can_golden else "No golden yet: once someone allowed to mark goldens picks one, every run is judged against it.")
 
 # ---------------------------------------------------------------- one run: compare, golden, delete
 
@@ -85,8 +87,11 @@ if run.note:
 
 
 def _make_golden(run_id: str) -> None:
+    if not state.allowed("golden"):  # the server's own check: a control hidden from a role is also refused to it
+        ui.flash(FLASH, "error", state.refusal("golden"))
+        return
     try:
-        g = store.set_golden(run_id, set_by="dashboard", reason=st.session_state.get("golden_reason", "").strip())
+        g = store.set_golden(run_id, set_by=_by(), reason=st.session_state.get("golden_reason", "").strip())
     except DriftboardError as exc:
         ui.flash(FLASH, "error", str(exc))
     else:
@@ -96,22 +101,33 @@ def _make_golden(run_id: str) -> None:
 
 
 def _clear_golden(key: GoldenKey) -> None:
+    if not state.allowed("golden"):
+        ui.flash(FLASH, "error", state.refusal("golden"))
+        return
     store.clear_golden(key)
     ui.flash(FLASH, "success", "Golden cleared: runs of that suite are no longer judged until a new one is set.")
 
 
 def _delete(run_id: str) -> None:
+    st.session_state["delete_confirm"] = False
+    if not state.allowed("delete"):
+        ui.flash(FLASH, "error", state.refusal("delete"))
+        return
     try:
         result = store.delete_run(run_id)
     except DriftboardError as exc:
         ui.flash(FLASH, "error", str(exc))
     else:
         ui.flash(FLASH, "success", f"Deleted run {result.run_id} ({result.arrays_removed} arrays no other run used).")
-    st.session_state["delete_confirm"] = False
 
 
-compare_col, golden_col, delete_col = st.columns(3, border=True)
-with compare_col:
+def _by() -> str:
+    who = state.who()
+    return f"dashboard ({who})" if who else "dashboard"
+
+
+columns = st.columns(1 + can_golden + can_delete, border=True)
+with columns[0]:
     st.markdown("**Compare**")
     if golden is not None and golden.run_id != run.run_id:
         st.page_link("app_pages/compare.py", label="Compare with the golden", icon=":material/compare_arrows:",
@@ -122,18 +138,24 @@ with compare_col:
         st.caption("No golden applies to this run yet.")
     st.page_link("app_pages/compare.py", label="Open in Compare", icon=":material/open_in_new:",
                  query_params={"candidate": run.run_id})
-with golden_col:
-    st.markdown("**Golden**")
-    if golden is not None and golden.run_id == run.run_id:
-        st.button("Clear this golden", key="clear_golden", on_click=_clear_golden, args=(golden.key,))
-    else:
-        st.text_input("Reason", key="golden_reason", placeholder="e.g. reference A100 node, driver 535")
-        st.button("Make this run the golden", key="make_golden", on_click=_make_golden, args=(run.run_id,),
-                  disabled=not run.case_count, help=None if run.case_count else "An environment-only run has no "
-                  "outputs to compare against.")
-with delete_col:
-    st.markdown("**Delete**")
-    sure = st.checkbox("I understand: the run and the arrays no other run uses are removed for good",
-                       key="delete_confirm")
-    st.button("Delete this run", key="delete_run", type="primary", disabled=not sure, on_click=_delete,
-              args=(run.run_id,))
+if can_golden:
+    with columns[1]:
+        st.markdown("**Golden**")
+        if golden is not None and golden.run_id == run.run_id:
+            st.button("Clear this golden", key="clear_golden", on_click=_clear_golden, args=(golden.key,))
+        else:
+            st.text_input("Reason", key="golden_reason", placeholder="e.g. reference A100 node, driver 535")
+            st.button("Make this run the golden", key="make_golden", on_click=_make_golden, args=(run.run_id,),
+                      disabled=not run.case_count, help=None if run.case_count else "An environment-only run has "
+                      "no outputs to compare against.")
+if can_delete:
+    with columns[-1]:
+        st.markdown("**Delete**")
+        sure = st.checkbox("I understand: the run and the arrays no other run uses are removed for good",
+                           key="delete_confirm")
+        st.button("Delete this run", key="delete_run", type="primary", disabled=not sure, on_click=_delete,
+                  args=(run.run_id,))
+if not (can_golden and can_delete) and state.policy().restricted:
+    locked = [state.ACTION_WORDS[a] for a in ("golden", "delete") if not state.allowed(a)]
+    st.caption(f"To {' or '.join(locked)}, {'log in' if state.policy().mode == 'oidc' else 'unlock'} with a role "
+               "that may (in the sidebar).")

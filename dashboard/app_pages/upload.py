@@ -1,4 +1,7 @@
-"""Upload: drop run bundles; each is validated and stored on its own, with its own result line."""
+"""Upload: drop run bundles, or paste a ``collect_env`` report; each is stored on its own, with its own result line.
+
+Only in the menu for roles that may upload; the page checks the role again itself.
+"""
 
 import pandas as pd
 import streamlit as st
@@ -7,9 +10,12 @@ from dashboard import state, uploads
 from dashboard.format import markdown_text
 
 RESULTS = "upload_results"  # file id -> UploadOutcome, so a rerun never ingests a file twice
+PASTED = "paste_result"  # the last pasted report's ImportOutcome
 
 st.title("Upload runs", anchor=False)
+state.require("upload")
 store = state.store()
+uploader = f"{uploads.UPLOADER} ({state.who()})" if state.who() else uploads.UPLOADER
 st.markdown("Drop one or many `.driftboard` bundle files. Each file is checked in full and stored in one "
             "piece, or refused with the reason; a bad file never stops the others.")
 
@@ -18,7 +24,7 @@ files = st.file_uploader("Run bundles", accept_multiple_files=True, key="upload_
 done = st.session_state.setdefault(RESULTS, {})
 for file in files or []:
     if file.file_id not in done:
-        done[file.file_id] = uploads.ingest_upload(store, file.name, file.getvalue())
+        done[file.file_id] = uploads.ingest_upload(store, file.name, file.getvalue(), uploader)
 
 outcomes = [done[f.file_id] for f in files or [] if f.file_id in done]
 if outcomes:
@@ -39,6 +45,43 @@ if outcomes:
         params = {"baseline": stored[0], "candidate": stored[1:9]} if len(stored) > 1 else {"candidate": stored}
         st.page_link("app_pages/compare.py", label="Compare the uploaded runs", icon=":material/compare_arrows:",
                      query_params=params)
+
+
+
+def _import_pasted() -> None:
+    if not state.allowed("upload"):  # callbacks run before the page's own check
+        st.session_state[PASTED] = uploads.ImportOutcome("refused", state.refusal("upload"))
+        return
+    st.session_state[PASTED] = uploads.import_report(
+        store, st.session_state.get("paste_text") or "", label=st.session_state.get("paste_label") or "",
+        note=st.session_state.get("paste_note") or "", uploader=uploader)
+
+
+st.subheader("Or paste a collect_env report", anchor=False)
+st.markdown("The output of `python -m torch.utils.collect_env` from a bug report becomes an environment-only "
+            "run: no outputs, compared with your runs by its environment alone. Text around it (the rest of "
+            "the issue, code fences, `<details>`) is fine.")
+st.text_area("collect_env report", key="paste_text", height=220, max_chars=uploads.MAX_REPORT_CHARS,
+             placeholder="PyTorch version: 2.5.1+cu124\nIs debug build: False\n…")
+c = st.columns(2)
+c[0].text_input("Label (optional)", key="paste_label", placeholder="e.g. reporter's laptop")
+c[1].text_input("Source note (optional)", key="paste_note", placeholder="e.g. the issue's URL")
+st.button("Import the report", key="paste_import", icon=":material/content_paste_go:", on_click=_import_pasted)
+pasted = st.session_state.get(PASTED)
+if pasted is not None:
+    line = markdown_text(pasted.message, 600)
+    if pasted.status == "stored":
+        st.success(line, icon=":material/check_circle:")
+    elif pasted.status == "already present":
+        st.info(line, icon=":material/content_copy:")
+    else:
+        st.error(line, icon=":material/block:")
+    if pasted.missing:
+        st.warning("Missing from this report (imported without them): "
+                   + ", ".join(markdown_text(m, 80) for m in pasted.missing), icon=":material/help:")
+    if pasted.run_id:
+        st.page_link("app_pages/compare.py", label="Compare it with the golden", icon=":material/compare_arrows:",
+                     query_params={"candidate": pasted.run_id})
 
 st.subheader("From a team member's machine", anchor=False)
 capture, push = uploads.team_commands(store.url)

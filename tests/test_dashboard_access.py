@@ -1,0 +1,495 @@
+"""Access control in the dashboard (AppTest), the collect_env paste box, and serve's exposure warning.
+
+A small seeded database (a golden and one other run) and an access file with
+one token per role. The refusal delay is patched to nothing, and the call
+that would sleep is recorded, so a wrong token costs the tests no time.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from db_factory import make_bundle
+from streamlit.testing.v1 import AppTest
+
+from core.cli import main, serve_cmd
+from dashboard import auth, state, ui, uploads
+from dashboard.auth import AccessPolicy, Role, hash_token, policy_from_dict
+from db.session import ENV_VAR
+from db.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "dashboard" / "app.py"
+REPORTS = ROOT / "tests" / "data" / "collect_env"
+GOLDEN = "m0000-r00000-default"
+OTHER = "m0001-r00000-default"
+TOKENS = {"admin": "admin-token-7f3a", "uploader": "uploader-token-91c2", "viewer": "viewer-token-55d0"}
+CONTROLS = ("make_golden", "golden_reason", "delete_run", "delete_confirm")
+
+
+@pytest.fixture(scope="module")
+def seeded_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("access") / "seed.sqlite"
+    with Store(f"sqlite:///{path}") as store:
+        store.ingest(make_bundle(0, 0, label="golden box"))
+        store.ingest(make_bundle(1, 0, label="laptop", drift={"lstm_2layer": 1}))
+        store.set_golden(GOLDEN, set_by="seed")
+    return path
+
+
+@pytest.fixture
+def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
+    copy = tmp_path / "driftboard.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{seeded_file}{suffix}").exists():
+            shutil.copy(f"{seeded_file}{suffix}", f"{copy}{suffix}")
+    url = f"sqlite:///{copy}"
+    monkeypatch.setenv(ENV_VAR, url)
+    monkeypatch.delenv(auth.ENV_VAR, raising=False)
+    yield url
+    import streamlit as st
+
+    st.cache_resource.clear()  # the Store and the access policy of this test
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def token_lines() -> str:
+    return "\n".join(f'{role}-member = {{ role = "{role}", hash = "{hash_token(token)}" }}'
+                     for role, token in TOKENS.items())
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """The refusal delay set to nothing; each delay the dashboard asks for is recorded instead."""
+    asked: list[float] = []
+    monkeypatch.setattr(auth, "REFUSAL_DELAY_SECONDS", 0)
+    monkeypatch.setattr(ui, "time", SimpleNamespace(sleep=asked.append))
+    return asked
+
+
+@pytest.fixture
+def access(db_url, tmp_path, monkeypatch, token_lines, sleeps) -> Callable[..., Path]:
+    """Write an access file (tokens mode unless told) and point the dashboard at it."""
+    def write(mode: str = "tokens", **settings: str) -> Path:
+        lines = [f'mode = "{mode}"', *(f'{k} = "{v}"' for k, v in settings.items())]
+        if mode == "tokens":
+            lines += ["[tokens]", token_lines]
+        else:
+            lines += ["[oidc]", 'default_role = "viewer"',
+                      'roles = { "boss@example.com" = "admin", "ci@example.com" = "uploader" }']
+        path = tmp_path / "team-auth.toml"
+        path.write_text("\n".join(lines) + "\n")
+        monkeypatch.setenv(auth.ENV_VAR, str(path))
+        return path
+    return write
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def title(at: AppTest) -> str:
+    return at.title[0].value
+
+
+def keys(at: AppTest) -> set[str]:
+    """Keys of every widget on the page, sidebar included."""
+    kinds = ("button", "text_input", "checkbox", "text_area", "selectbox", "file_uploader")
+    return {e.key for kind in kinds for e in at.get(kind) if e.key}
+
+
+def unlock(at: AppTest, token: str) -> AppTest:
+    at.text_input(key=ui.TOKEN_KEY).input(token)
+    at.button(key="unlock").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def unlocked_as(at: AppTest) -> str | None:
+    """The sidebar's "Unlocked as …" line, without its Markdown."""
+    return next((plain(c.value).replace("**", "") for c in at.sidebar.caption if "Unlocked as" in c.value), None)
+
+
+def plain(markdown: str) -> str:
+    """Markdown text with the escapes ``markdown_text`` adds removed: what a reader sees."""
+    return markdown.replace("\\", "")
+
+
+def everything_shown(at: AppTest) -> str:
+    kinds = ("title", "markdown", "caption", "info", "success", "warning", "error", "text", "code")
+    return "\n".join(str(e.value) for kind in kinds for e in at.get(kind))
+
+
+def upload_page_reachable(at: AppTest) -> bool:
+    """Whether the Upload page is in this session's menu (AppTest knows the pages st.navigation registered)."""
+    try:
+        at.switch_page("app_pages/upload.py")
+    except ValueError as exc:
+        assert "Could not find a navigation page" in str(exc)
+        return False
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    reachable = title(at) == "Upload runs"
+    goto(at, "runs")
+    return reachable
+
+
+# ---------------------------------------------------------------- open mode
+
+
+def test_open_mode_shows_everything_and_no_lock(db_url):
+    at = open_app()
+    assert title(at) == "Runs"
+    at.selectbox(key="run_pick").set_value(OTHER).run()
+    assert set(CONTROLS) <= keys(at)
+    assert ui.TOKEN_KEY not in keys(at) and "login" not in keys(at)
+    assert upload_page_reachable(at)
+
+
+# ---------------------------------------------------------------- tokens mode
+
+
+def test_anonymous_sees_no_upload_page_and_no_golden_or_delete_controls(access):
+    access()
+    at = open_app()
+    assert title(at) == "Runs" and at.dataframe, "viewing stays open"
+    at.selectbox(key="run_pick").set_value(OTHER).run()
+    assert not set(CONTROLS) & keys(at)
+    assert {ui.TOKEN_KEY, "unlock"} <= keys(at)
+    assert at.text_input(key=ui.TOKEN_KEY).proto.type == at.text_input(key=ui.TOKEN_KEY).proto.PASSWORD
+    assert not upload_page_reachable(at)
+    assert not [link for link in at.get("page_link") if link.proto.page == "upload"]
+
+
+@pytest.mark.parametrize("page", ["compare", "matrix", "machines"])
+def test_the_other_pages_work_for_an_anonymous_viewer(access, page):
+    access()
+    at = goto(open_app(), page)
+    assert not at.error, [e.value for e in at.error]
+    assert {ui.TOKEN_KEY, "unlock"} <= keys(at)
+
+
+@pytest.mark.parametrize("page", ["runs", "compare", "matrix", "machines"])
+def test_an_empty_database_links_to_upload_only_for_uploaders(access, tmp_path, monkeypatch, page):
+    access()
+    monkeypatch.setenv(ENV_VAR, f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    at = goto(open_app(), page)  # a link to a page not in the menu would be an exception
+    assert at.info and not at.get("page_link")
+    goto(unlock(at, TOKENS["uploader"]), page)
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [("upload", "Upload runs")]
+
+
+def test_a_wrong_token_is_refused_with_a_message_and_a_delay_and_never_shown(access, sleeps, caplog):
+    access()
+    caplog.set_level(logging.DEBUG)
+    at = unlock(open_app(), "not-a-real-token-0000")
+    assert any("not valid" in e.value for e in at.error)
+    assert sleeps == [auth.REFUSAL_DELAY_SECONDS]
+    assert at.text_input(key=ui.TOKEN_KEY).value == ""  # emptied: not kept, not sent back
+    assert state.ACCESS_KEY not in at.session_state
+    assert "not-a-real-token-0000" not in repr(at.session_state.to_dict())
+    assert not upload_page_reachable(at)
+    assert "not-a-real-token-0000" not in everything_shown(at)
+    assert "not-a-real-token-0000" not in caplog.text
+
+
+def test_an_uploader_token_unlocks_the_upload_page_but_not_delete(access, sleeps, caplog):
+    access()
+    caplog.set_level(logging.DEBUG)
+    at = unlock(open_app(), TOKENS["uploader"])
+    assert sleeps == []
+    assert unlocked_as(at) == "Unlocked as uploader-member (uploader)."
+    assert not at.sidebar.info and not at.sidebar.error  # the click after the box's own unlock says nothing
+    assert TOKENS["uploader"] not in repr(at.session_state.to_dict())  # the session keeps who, not the token
+    assert upload_page_reachable(at)
+    at.selectbox(key="run_pick").set_value(OTHER).run()
+    assert not set(CONTROLS) & keys(at)
+    assert TOKENS["uploader"] not in everything_shown(at) and TOKENS["uploader"] not in caplog.text
+
+
+def test_enter_in_the_token_box_unlocks_and_an_empty_click_asks_for_a_token(access, sleeps):
+    access()
+    at = open_app()
+    at.button(key="unlock").click().run()
+    assert any("Enter your access token" in plain(e.value) for e in at.info) and sleeps == []
+    at.text_input(key=ui.TOKEN_KEY).input(TOKENS["admin"]).run()  # no click: the box's own change
+    assert unlocked_as(at) == "Unlocked as admin-member (admin)."
+    assert "lock" in keys(at) and ui.TOKEN_KEY not in keys(at)
+
+
+def test_an_admin_token_shows_golden_and_delete_and_lock_ends_it(access, db_url):
+    access()
+    at = unlock(open_app(), TOKENS["admin"])
+    at.selectbox(key="run_pick").set_value(OTHER).run()
+    assert set(CONTROLS) <= keys(at)
+    at.text_input(key="golden_reason").input("new reference")
+    at.button(key="make_golden").click().run()
+    with Store(db_url) as store:
+        golden = store.golden_for(OTHER)
+        assert golden.run_id == OTHER and golden.set_by == "dashboard (admin-member)"
+    at.button(key="lock").click().run()
+    assert not set(CONTROLS) & keys(at) and "unlock" in keys(at)
+    assert not upload_page_reachable(at)
+
+
+def test_the_server_checks_the_role_again_before_acting(access, db_url):
+    """A delete button rendered for an admin, clicked after the session lost the role: refused."""
+    access()
+    at = unlock(open_app(), TOKENS["admin"])
+    at.selectbox(key="run_pick").set_value(OTHER).run()
+    at.checkbox(key="delete_confirm").check().run()
+    at.session_state[state.ACCESS_KEY] = state.Unlocked("viewer-member")
+    at.button(key="delete_run").click().run()
+    assert not at.exception
+    assert any("may not delete runs" in e.value for e in at.error)
+    with Store(db_url) as store:
+        assert store.run(OTHER).run_id == OTHER
+
+
+def test_session_state_cannot_be_forged_with_plain_data():
+    tokens = policy_from_dict({"mode": "tokens", "tokens": {"a": {"role": "admin", "hash": hash_token("x")}}})
+    assert state.member_role(tokens, state.Unlocked("a")) is Role.ADMIN
+    assert state.member_role(tokens, "a") is Role.ANONYMOUS  # what a browser could send: a string
+    assert state.member_role(tokens, {"name": "a"}) is Role.ANONYMOUS
+    assert state.member_role(tokens, state.Unlocked("someone-removed")) is Role.ANONYMOUS
+
+
+def test_restricted_viewing_shows_only_the_unlock_form(access):
+    access(view="viewer")
+    at = open_app()
+    assert title(at) == "driftboard is locked"
+    assert not at.dataframe and not at.get("plotly_chart") and not at.selectbox
+    assert keys(at) == {ui.TOKEN_KEY, "unlock"}
+    assert not upload_page_reachable(at)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("app_pages/runs.py")  # the locked page is the only one there is
+    unlock(at, "wrong")
+    assert title(at) == "driftboard is locked" and any("not valid" in e.value for e in at.error)
+    unlock(at, TOKENS["viewer"])
+    assert title(at) == "Runs" and at.dataframe
+    assert not upload_page_reachable(at)
+
+
+def test_a_broken_access_file_stops_every_page_with_one_line(db_url, tmp_path, monkeypatch):
+    path = tmp_path / "bad.toml"
+    path.write_text('mode = "tokens"\n')
+    monkeypatch.setenv(auth.ENV_VAR, str(path))
+    at = open_app()
+    assert len(at.error) == 1 and "at least one entry" in at.error[0].value
+    assert not at.dataframe
+
+
+# ---------------------------------------------------------------- OIDC
+
+
+@pytest.mark.parametrize(("user", "role"), [
+    ({"is_logged_in": True, "email": "Boss@Example.com", "email_verified": True}, Role.ADMIN),
+    ({"is_logged_in": True, "email": "ci@example.com"}, Role.UPLOADER),
+    ({"is_logged_in": True, "email": "someone@example.com"}, Role.VIEWER),
+    ({"is_logged_in": True, "email": "boss@example.com", "email_verified": False}, Role.VIEWER),
+    ({"is_logged_in": True}, Role.ANONYMOUS),
+    ({"is_logged_in": False, "email": "boss@example.com"}, Role.ANONYMOUS),
+    ({}, Role.ANONYMOUS),
+])
+def test_oidc_role_from_the_user(user, role):
+    policy: AccessPolicy = policy_from_dict({"mode": "oidc", "oidc": {
+        "default_role": "viewer", "roles": {"boss@example.com": "admin", "ci@example.com": "uploader"}}})
+    assert state.oidc_user_role(policy, user) is role
+
+
+def test_oidc_login_gives_the_role_of_the_email(access, monkeypatch):
+    access("oidc", view="viewer")
+    monkeypatch.setattr(state, "oidc_ready", lambda: True)  # no identity provider is reachable here
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert title(at) == "driftboard is locked" and "login" in keys(at)
+
+    at.user = {"is_logged_in": True, "email": "boss@example.com", "email_verified": True}
+    at.run()
+    assert title(at) == "Runs" and "logout" in keys(at)
+    assert any("boss@example.com" in plain(c.value) and "admin" in c.value for c in at.caption)
+    at.selectbox(key="run_pick").set_value(OTHER).run()
+    assert set(CONTROLS) <= keys(at)
+
+    at.user = {"is_logged_in": True, "email": "someone@example.com"}
+    goto(at, "runs")
+    assert not set(CONTROLS) & keys(at)
+    assert not upload_page_reachable(at)
+
+
+def test_oidc_without_its_secrets_lets_nobody_in_and_says_why(access):
+    access("oidc")  # view open, but no [auth] in secrets.toml and no Authlib here
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.user = {"is_logged_in": True, "email": "boss@example.com"}
+    at.run()
+    assert any("Login is not configured" in e.value for e in at.error)
+    assert "login" not in keys(at) and not upload_page_reachable(at)
+
+
+# ---------------------------------------------------------------- the collect_env paste box
+
+
+def paste(at: AppTest, text: str, label: str = "", note: str = "") -> AppTest:
+    at.text_area(key="paste_text").input(text)
+    at.text_input(key="paste_label").input(label)
+    at.text_input(key="paste_note").input(note)
+    at.button(key="paste_import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_pasted_report_is_stored_once_as_an_environment_only_run(db_url):
+    report = (REPORTS / "issue_body.md").read_text()
+    at = paste(goto(open_app(), "upload"), report, label="reporter's <b>box</b>", note="issue #1")
+    [stored] = [plain(e.value) for e in at.success]
+    assert "stored as run import-" in stored and "an environment-only run" in stored
+    run_id = stored.split("stored as run ", 1)[1].split(":", 1)[0]
+    with Store(db_url) as store:
+        run = store.run(run_id)
+        assert run.imported and run.case_count == 0 and run.label == "reporter's <b>box</b>"
+        assert run.note == "issue #1" and run.uploader == uploads.UPLOADER
+        count = store.stats().runs
+
+    paste(at, report)  # the same text again
+    assert not at.success and any(f"already stored as run {run_id}" in plain(i.value) for i in at.info)
+    with Store(db_url) as store:
+        assert store.stats().runs == count
+
+    goto(at, "runs")
+    table = next(df.value for df in at.dataframe if "verdict" in df.value.columns).set_index("run id")
+    assert table.loc[run_id, "verdict"] == "environment only" and table.loc[run_id, "label"] == "reporter's <b>box</b>"
+
+    at.query_params.update({"baseline": GOLDEN, "candidate": run_id})
+    goto(at, "compare")  # the environment diff only: no charts, no verdict table
+    assert any("environment-only run" in plain(t.value) for t in (*at.info, *at.caption, *at.markdown))
+    assert not at.get("plotly_chart")
+    assert not [df for df in at.dataframe if "max ULP" in df.value.columns]
+
+    at.query_params.update({"machine": "unknown"})
+    goto(at, "machines")
+    assert not at.get("plotly_chart")
+
+
+def test_text_that_is_not_a_report_is_refused_in_one_line_and_nothing_is_stored(db_url):
+    with Store(db_url) as store:
+        before = store.stats()
+    at = paste(goto(open_app(), "upload"), "Hello, my model gives different numbers on my laptop.\n")
+    [error] = [plain(e.value) for e in at.error]
+    assert error.startswith("not a collect_env report") and "\n" not in error
+    assert not at.success and not at.warning
+    with Store(db_url) as store:
+        assert store.stats() == before
+
+
+def test_a_partial_report_is_imported_and_says_what_was_missing(db_url):
+    partial = "PyTorch version: 2.1.0+cu121\nIs debug build: False\nCUDA used to build PyTorch: 12.1\n"
+    at = paste(goto(open_app(), "upload"), partial)
+    assert len(at.success) == 1
+    [missing] = at.warning
+    assert missing.value.startswith("Missing from this report")
+
+
+def test_the_paste_box_needs_the_upload_role(access, db_url):
+    access()
+    at = goto(unlock(open_app(), TOKENS["uploader"]), "upload")
+    with Store(db_url) as store:
+        before = store.stats()
+    at.session_state[state.ACCESS_KEY] = state.Unlocked("viewer-member")  # the role went after the page drew
+    paste(at, (REPORTS / "rocm.txt").read_text())
+    assert title(at) == "Runs"  # the page left the menu, and the callback refused the import
+    assert at.session_state["paste_result"].status == "refused"
+    with Store(db_url) as store:
+        assert store.stats() == before
+
+
+def test_import_report_outcomes(db_url):
+    with Store(db_url) as store:
+        text = (REPORTS / "rocm.txt").read_text()
+        first = uploads.import_report(store, text, note="from a bug report")
+        again = uploads.import_report(store, text, label="other label")
+        bad = uploads.import_report(store, "")
+        huge = uploads.import_report(store, "PyTorch version: 2.0\n" * (uploads.MAX_REPORT_CHARS // 10))
+        assert (first.status, again.status, bad.status, huge.status) == ("stored", "already present", "refused",
+                                                                          "refused")
+        assert first.run_id == again.run_id and store.run(first.run_id).note == "from a bug report"
+        assert bad.run_id is None and "\n" not in bad.message
+
+
+# ---------------------------------------------------------------- driftboard serve: the exposure warning
+
+
+@pytest.fixture
+def execs(monkeypatch) -> list[tuple[str, list[str], dict[str, str]]]:
+    """Record the exec into Streamlit instead of doing it: nothing listens on any interface."""
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(serve_cmd.os, "execve", lambda path, args, env: calls.append((path, list(args), dict(env))))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.delenv(auth.ENV_VAR, raising=False)
+    return calls
+
+
+def test_exposure_warning_decision():
+    tokens = policy_from_dict({"mode": "tokens", "tokens": {"a": {"role": "admin", "hash": hash_token("x")}}})
+    [warning] = serve_cmd.exposure_warnings("0.0.0.0", 8501, auth.OPEN)
+    assert "anyone who can reach port 8501" in warning and "upload" in warning and "delete" in warning
+    assert "goldens" in warning and "--auth FILE" in warning
+    assert serve_cmd.exposure_warnings("0.0.0.0", 8501, tokens) == []
+    assert serve_cmd.exposure_warnings("127.0.0.1", 8501, auth.OPEN) == []
+    assert serve_cmd.exposure_warnings("::1", 8501, auth.OPEN) == []
+
+
+def test_oidc_without_secrets_or_authlib_is_warned(tmp_path):
+    oidc = policy_from_dict({"mode": "oidc"})
+    warnings = serve_cmd.exposure_warnings("0.0.0.0", 80, oidc, secrets_dirs=(tmp_path,), authlib=False)
+    assert len(warnings) == 2 and "[auth]" in warnings[0] and "streamlit[auth]" in warnings[1]
+    (tmp_path / "secrets.toml").write_text('[auth]\nredirect_uri = "https://x/oauth2callback"\n')
+    assert serve_cmd.exposure_warnings("0.0.0.0", 80, oidc, secrets_dirs=(tmp_path,), authlib=True) == []
+
+
+def test_serve_on_all_interfaces_without_auth_warns(tmp_path, execs):
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "no access control" in result.stderr and "--auth FILE" in result.stderr
+    assert auth.ENV_VAR not in execs[0][2]
+    assert "access open" in result.stdout
+
+
+def test_serve_with_auth_gives_no_warning_and_hands_the_file_over(tmp_path, execs, token_lines):
+    path = tmp_path / "team-auth.toml"
+    path.write_text(f'mode = "tokens"\n[tokens]\n{token_lines}\n')
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0",
+                                                  "--auth", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+    assert execs[0][2][auth.ENV_VAR] == str(path.absolute())
+    assert "access tokens" in result.stdout
+    assert all(token not in result.output for token in TOKENS.values())
+
+
+def test_serve_refuses_a_broken_access_file_in_one_line(tmp_path, execs, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('mode = "tokens"\n[tokens]\nalice = { role = "admin", hash = "plaintext-password" }\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--db", str(tmp_path / "db.sqlite"), "--auth", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("driftboard: error: ") and "hash-token" in err and "\n" not in err
+    assert "plaintext-password" not in err
+    assert execs == []
