@@ -195,7 +195,7 @@ class CaseOutcomeRow(Base):
     dtype: Mapped[str] = mapped_column(String(NAME))
     input_digest: Mapped[str] = mapped_column(String(SHA))
     weight_digest: Mapped[str] = mapped_column(String(SHA))
-    output_sha: Mapped[str | None] = mapped_column(ForeignKey("arrays.sha256", ondelete="RESTRICT"))
+    output_sha: Mapped[str | None] = mapped_column(ForeignKey("arrays.sha256", ondelete="RESTRICT"), index=True)
     output_dtype: Mapped[str | None] = mapped_column(String(16))
     output_shape: Mapped[list[int] | None] = mapped_column(JSON)
     layers: Mapped[list[list[Any]]] = mapped_column(JSON)  # [[name, sha256, dtype, shape], ...]

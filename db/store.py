@@ -681,17 +681,19 @@ class _Plan:
             links[digest] = tuple(sorted({ref.sha256 for ref in case.refs()}))
             per_case.append(digest)
         shas = sorted({ref.sha256 for case in run.cases for ref in case.refs()})
+        _refuse_unstorable(run, flat)
         return cls(
             run=run,
             bundle_digest=bundle.digest,
             bundle_size=bundle.size,
-            uploader=uploader[:200],
+            uploader=_clean_text(uploader)[:200],
             blobs=bundle.arrays.blobs,
             machine_key=_machine_key(flat),
             hostname=_text(flat.get("identity.hostname"), 255) or "",
-            captured_at=_utc(run.created_at),
+            captured_at=_captured_at(run.created_at),
             environment_key=_json_digest({"fingerprint": run.fingerprint, "digest": run.fingerprint_digest}),
-            environment_columns={column: _env_value(flat, keys) for column, keys in ENV_COLUMNS.items()},
+            environment_columns={column: _env_value(flat, keys, _ENV_LENGTHS[column])
+                                 for column, keys in ENV_COLUMNS.items()},
             device_class=device_class(run),
             outcomes=dict(sorted(outcomes.items())),
             outcome_of_case=tuple(per_case),
@@ -741,9 +743,9 @@ def _text(value: Any, limit: int) -> str | None:
     return str(value)[:limit]
 
 
-def _env_value(flat: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+def _env_value(flat: dict[str, Any], keys: tuple[str, ...], limit: int) -> str | None:
     for key in keys:
-        value = _text(flat.get(key), 200)
+        value = _text(flat.get(key), limit)
         if value is not None:
             return value
     return None
@@ -755,6 +757,64 @@ def _machine_key(flat: dict[str, Any]) -> str:
         return machine_id
     hostname = _text(flat.get("identity.hostname"), 190)
     return f"host:{hostname}" if hostname else "unknown"
+
+
+# Column lengths of the environment columns: PostgreSQL refuses a longer value, SQLite would keep it.
+_ENV_LENGTHS = {column: EnvironmentRow.__table__.c[column].type.length for column in ENV_COLUMNS}
+_INT32_MAX = 2**31 - 1  # Integer columns are 32-bit on PostgreSQL
+_IDENTITY_KEYS = ("identity.hostname", "identity.machine_id")
+
+
+def _refuse_unstorable(run: Run, flat: dict[str, Any]) -> None:
+    """What ``read_bundle`` accepts but a database column cannot hold, refused before any write.
+
+    Found by fuzzing the upload path: a lone surrogate (valid JSON, not UTF-8)
+    crashed both drivers, NUL passed SQLite but not PostgreSQL, integers beyond
+    the columns' range crashed SQLite's driver, a time near year 1 or 9999
+    overflowed when converted to UTC.
+    """
+    texts: list[tuple[str, str | None]] = [
+        ("run.created_at", run.created_at), ("run.label", run.label), ("run.note", run.note),
+        ("run.tool_version", run.tool_version),
+        *((f"run.tags[{i}]", tag) for i, tag in enumerate(run.tags)),
+        *((f"cases[{i}].error", case.error) for i, case in enumerate(run.cases)),
+        *((f"fingerprint.{key}", _text(flat.get(key), 255))
+          for key in (*_IDENTITY_KEYS, *(k for keys in ENV_COLUMNS.values() for k in keys))),
+    ]
+    for field_name, value in texts:
+        if value is None:
+            continue
+        if "\x00" in value:
+            raise BundleError(field_name, "contains a NUL character")
+        if not _is_utf8(value):
+            raise BundleError(field_name, "is not valid Unicode text (it holds a lone surrogate)")
+    if run.suite_version > _INT32_MAX:
+        raise BundleError("run.suite.version", f"{run.suite_version} is larger than {_INT32_MAX}")
+    for i, case in enumerate(run.cases):
+        if case.repeats > _INT32_MAX:
+            raise BundleError(f"cases[{i}].repeats", f"{case.repeats} is larger than {_INT32_MAX}")
+    _captured_at(run.created_at)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clean_text(text: str) -> str:
+    """Text any database stores: NUL removed, lone surrogates (undecodable bytes of a login name) replaced."""
+    text = text.replace("\x00", "")
+    return text if _is_utf8(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _captured_at(created_at: str) -> datetime:
+    try:
+        return _utc(created_at)
+    except (OverflowError, ValueError):
+        raise BundleError("run.created_at", f"{created_at!r} is out of range once converted to UTC") from None
 
 
 def _utc(text: str) -> datetime:

@@ -99,12 +99,12 @@ def test_an_empty_postgres_database_is_refused_with_the_upgrade_command(postgres
 
 
 def test_an_older_revision_is_refused_with_the_exact_upgrade_command(fresh_db, monkeypatch):
-    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")  # as if this driftboard were newer
+    monkeypatch.setattr(migrate, "head_revision", lambda: "0003")  # as if this driftboard were newer
     with pytest.raises(SchemaOutOfDateError) as err:
         Store(fresh_db)
     message = str(err.value)
     assert "\n" not in message
-    assert "is at schema revision 0001, this driftboard needs 0002" in message
+    assert "is at schema revision 0002, this driftboard needs 0003" in message
     assert message.endswith(migrate.upgrade_command(database_url(fresh_db)))
 
 
