@@ -31,23 +31,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from sqlalchemy.orm import Session
 
 from core.errors import StoreError
+from db.location import DEFAULT_FILENAME, ENV_VAR, default_database_path  # noqa: F401  (re-exported)
 
-ENV_VAR = "DRIFTBOARD_DATABASE_URL"
-DEFAULT_FILENAME = "driftboard.sqlite"
 BUSY_TIMEOUT_S = 30.0  # default: how long a SQLite writer waits for another writer's lock
 BUSY_TIMEOUT_ENV = "DRIFTBOARD_SQLITE_BUSY_TIMEOUT"  # seconds, overrides the default
 PAGE_SIZE = 16384  # SQLite pages of new files (see _sqlite_connect)
 SUPPORTED = ("sqlite", "postgresql")
 _WRITE = "driftboard_write"  # execution option: this transaction writes
-
-
-def default_database_path(data_dir: str | Path | None = None) -> Path:
-    """``<user data dir>/driftboard.sqlite`` (``~/.local/share/driftboard`` on Linux)."""
-    if data_dir is None:
-        import platformdirs
-
-        data_dir = platformdirs.user_data_dir("driftboard", appauthor=False)
-    return Path(data_dir) / DEFAULT_FILENAME
 
 
 def database_url(explicit: str | None = None) -> str:

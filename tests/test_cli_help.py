@@ -45,3 +45,11 @@ def test_help_and_compare_do_not_import_torch() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     done = subprocess.run([sys.executable, "-m", "core.cli", "nope"], capture_output=True, text=True)
     assert done.returncode == 2 and "No such command" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_compare_command_loads_neither_torch_nor_the_database_layer() -> None:
+    """Comparing two bundle files stays within its time budget: no torch, no SQLAlchemy at import."""
+    code = ("import sys, core.cli.compare_cmd, core.cli.report_cmd\n"
+            "loaded = [m for m in ('torch', 'sqlalchemy') if m in sys.modules]\n"
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _db_help() -> str:
-    from db.session import ENV_VAR, default_database_path
+    from db.location import ENV_VAR, default_database_path
 
     return (f"Database: an SQLAlchemy URL (postgresql://user@host/db) or a SQLite file path. "
             f"Default: ${ENV_VAR}, else the SQLite file {default_database_path()}.")
