@@ -53,8 +53,9 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 # What the zip layer raises on damaged input; each becomes a BundleError.
+# (RuntimeError: an entry flagged as encrypted, which a bundle never is.)
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
-               NotImplementedError, UnicodeDecodeError)
+               NotImplementedError, UnicodeDecodeError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,10 @@ def _case(obj: Any, path: str, limits: Limits) -> CaseResult:
     repeats = _get(obj, "repeats", path, int)
     if repeats < 1:
         raise BundleError(f"{path}.repeats", f"expected at least 1, got {repeats}")
-    seconds = float(_get(obj, "seconds", path, (int, float)))
+    try:
+        seconds = float(_get(obj, "seconds", path, (int, float)))
+    except OverflowError:
+        raise BundleError(f"{path}.seconds", "number out of range") from None
     if seconds < 0:
         raise BundleError(f"{path}.seconds", f"expected a non-negative number, got {seconds}")
     error = _get(obj, "error", path, str, optional=True)

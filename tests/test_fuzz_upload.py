@@ -435,6 +435,24 @@ def test_nan_inf_and_subnormal_arrays_are_stored_bit_for_bit(any_store):
     assert ingest_or_refuse(any_store, data) == "stored"
 
 
+def _encrypted_flag(data: bytes) -> bytes:
+    raw = bytearray(data)
+    central = raw.find(b"PK\x01\x02")
+    raw[central + 8] |= 1  # "encrypted" in the central directory entry of manifest.json
+    return bytes(raw)
+
+
+READER_CRASHES = {  # found by the long campaigns: they escaped the reader as RuntimeError and OverflowError
+    "an entry flagged as encrypted": _encrypted_flag(SMALL),
+    "seconds beyond the float range": _edit(lambda m: m["cases"][0].update(seconds=10**400)),
+}
+
+
+@pytest.mark.parametrize("kind", list(READER_CRASHES))
+def test_reader_crashes_found_by_the_campaign_are_refused_by_name(sqlite_store, kind):
+    assert ingest_or_refuse(sqlite_store, READER_CRASHES[kind]).startswith("refused: invalid bundle: ")
+
+
 def test_every_database_left_behind_by_the_fuzzer_is_whole(sqlite_store):
     from test_faults import integrity_problems
 
