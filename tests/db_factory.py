@@ -316,3 +316,14 @@ def _worker(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_worker(sys.argv[1:]))
+
+
+def copy_sqlite(source: Path, directory: Path) -> str:
+    """A private copy of a seeded SQLite database, with its WAL files; returns its URL."""
+    import shutil
+
+    copy = Path(directory) / "driftboard.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy(f"{source}{suffix}", f"{copy}{suffix}")
+    return f"sqlite:///{copy}"

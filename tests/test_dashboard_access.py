@@ -8,14 +8,13 @@ that would sleep is recorded, so a wrong token costs the tests no time.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from db_factory import make_bundle
+from db_factory import copy_sqlite, make_bundle
 from streamlit.testing.v1 import AppTest
 
 from core.cli import main, serve_cmd
@@ -45,11 +44,7 @@ def seeded_file(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
-    copy = tmp_path / "driftboard.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{seeded_file}{suffix}").exists():
-            shutil.copy(f"{seeded_file}{suffix}", f"{copy}{suffix}")
-    url = f"sqlite:///{copy}"
+    url = copy_sqlite(seeded_file, tmp_path)
     monkeypatch.setenv(ENV_VAR, url)
     monkeypatch.delenv(auth.ENV_VAR, raising=False)
     yield url

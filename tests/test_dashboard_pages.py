@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from db_factory import fingerprint, make_bundle
+from db_factory import copy_sqlite, fingerprint, make_bundle
 from streamlit.testing.v1 import AppTest
 
 from core.bundle import read_bundle
@@ -78,11 +77,7 @@ def seeded_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
     """A private copy of the seeded database, named to the dashboard through the environment."""
-    copy = tmp_path / "driftboard.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{seeded_file}{suffix}").exists():
-            shutil.copy(f"{seeded_file}{suffix}", f"{copy}{suffix}")
-    url = f"sqlite:///{copy}"
+    url = copy_sqlite(seeded_file, tmp_path)
     monkeypatch.setenv(ENV_VAR, url)
     yield url
     import streamlit as st

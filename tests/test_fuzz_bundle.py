@@ -66,17 +66,18 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _paths(node, prefix=()):
+def json_paths(node, prefix=()):
+    """Every path to a value in a JSON tree, as tuples of keys and indexes."""
     yield prefix
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
+            yield from json_paths(value, (*prefix, key))
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _paths(value, (*prefix, i))
+            yield from json_paths(value, (*prefix, i))
 
 
-PATHS = [p for p in _paths(MANIFEST_JSON) if p]
+PATHS = [p for p in json_paths(MANIFEST_JSON) if p]
 
 
 @fuzz

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from test_bundle import edit_manifest, small_run
+from test_fuzz_bundle import json_paths
 
 from core.bundle import MANIFEST, bundle_bytes, manifest_of, read_bundle
 from core.errors import BundleError, DriftboardError, StoreError
@@ -163,17 +164,7 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple = ()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, (*prefix, i))
-
-
-PATHS = [p for p in _paths(REAL_MANIFEST) if p]
+PATHS = [p for p in json_paths(REAL_MANIFEST) if p]
 
 
 def _edit(change) -> bytes | None:
