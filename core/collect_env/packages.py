@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.collect_env.scan import Line
@@ -54,20 +55,25 @@ def _status(lines: list[Line]) -> str | None:
     return None
 
 
-def pip_listing(lines: list[Line]) -> tuple[Listing, list[Line]]:
-    """Packages of the ``[pip]``/``[pip3]`` lines, and the lines that are not package lines."""
+def _listing(lines: list[Line], parse: Callable[[Line], Package | None]) -> tuple[Listing, list[Line]]:
+    """Packages of a block's lines, and the lines that are not package lines."""
     status = _status(lines)
     if status:
         return Listing((), status), []
     found: list[Package] = []
     odd: list[Line] = []
     for line in lines:
-        package = _pip_package(line)
+        package = parse(line)
         if package:
             found.append(package)
         else:
             odd.append(line)
     return Listing(tuple(found), "listed"), odd
+
+
+def pip_listing(lines: list[Line]) -> tuple[Listing, list[Line]]:
+    """Packages of the ``[pip]``/``[pip3]`` lines, and the lines that are not package lines."""
+    return _listing(lines, _pip_package)
 
 
 def _pip_package(line: Line) -> Package | None:
@@ -84,21 +90,18 @@ def _pip_package(line: Line) -> Package | None:
 
 
 def conda_listing(lines: list[Line]) -> tuple[Listing, list[Line]]:
-    status = _status(lines)
-    if status:
-        return Listing((), status), []
-    found: list[Package] = []
-    odd: list[Line] = []
-    for line in lines:
-        m = _CONDA.match(line.value.strip())
-        if not m or not m.group(2)[0].isdigit():
-            odd.append(line)
-            continue
-        name, version, build, channel = m.groups()
-        if build and build.startswith("<") and not channel:
-            build, channel = None, build  # old conda: "torch 1.6.0 <pip>"
-        found.append(Package(normalize(name), version, line.index, build, channel, listed_as=name))
-    return Listing(tuple(found), "listed"), odd
+    """Packages of the ``[conda]`` lines, and the lines that are not package lines."""
+    return _listing(lines, _conda_package)
+
+
+def _conda_package(line: Line) -> Package | None:
+    m = _CONDA.match(line.value.strip())
+    if not m or not m.group(2)[0].isdigit():
+        return None
+    name, version, build, channel = m.groups()
+    if build and build.startswith("<") and not channel:
+        build, channel = None, build  # old conda: "torch 1.6.0 <pip>"
+    return Package(normalize(name), version, line.index, build, channel, listed_as=name)
 
 
 _CONDA_TORCH_BUILD = re.compile(r"cuda(\d+\.\d+(?:\.\d+)*)_cudnn(\d+\.\d+\.\d+)")
