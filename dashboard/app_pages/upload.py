@@ -27,17 +27,21 @@ for file in files or []:
         done[file.file_id] = uploads.ingest_upload(store, file.name, file.getvalue(), uploader)
 
 outcomes = [done[f.file_id] for f in files or [] if f.file_id in done]
+def _show(status: str, line: str) -> None:
+    """One result line: stored, already present, or refused (icon and words, never colour alone)."""
+    if status == "stored":
+        st.success(line, icon=":material/check_circle:")
+    elif status == "already present":
+        st.info(line, icon=":material/content_copy:")
+    else:
+        st.error(line, icon=":material/block:")
+
+
 if outcomes:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("stored", "already present", "refused")}
     st.caption(" · ".join(f"{n} {status}" for status, n in counts.items() if n))
     for outcome in outcomes:
-        line = f"**{markdown_text(outcome.name, 120)}**: {markdown_text(outcome.message, 600)}"
-        if outcome.status == "stored":
-            st.success(line, icon=":material/check_circle:")
-        elif outcome.status == "already present":
-            st.info(line, icon=":material/content_copy:")
-        else:
-            st.error(line, icon=":material/block:")
+        _show(outcome.status, f"**{markdown_text(outcome.name, 120)}**: {markdown_text(outcome.message, 600)}")
     st.dataframe(pd.DataFrame([{"file": o.name, "result": o.status, "run id": o.run_id or "", "detail": o.message}
                                for o in outcomes]), hide_index=True, key="upload_table")
     stored = list(dict.fromkeys(o.run_id for o in outcomes if o.run_id))
@@ -69,13 +73,7 @@ c[1].text_input("Source note (optional)", key="paste_note", placeholder="e.g. th
 st.button("Import the report", key="paste_import", icon=":material/content_paste_go:", on_click=_import_pasted)
 pasted = st.session_state.get(PASTED)
 if pasted is not None:
-    line = markdown_text(pasted.message, 600)
-    if pasted.status == "stored":
-        st.success(line, icon=":material/check_circle:")
-    elif pasted.status == "already present":
-        st.info(line, icon=":material/content_copy:")
-    else:
-        st.error(line, icon=":material/block:")
+    _show(pasted.status, markdown_text(pasted.message, 600))
     if pasted.missing:
         st.warning("Missing from this report (imported without them): "
                    + ", ".join(markdown_text(m, 80) for m in pasted.missing), icon=":material/help:")
