@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import median, table, time_call  # noqa: E402
 
-from core.collect_env import parse_report  # noqa: E402
+from driftboard.core.collect_env import parse_report  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "collect_env"
 TARGET_MS = 5.0

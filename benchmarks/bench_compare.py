@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from runs_factory import bump_ulps, default_suite, make_run  # noqa: E402
 
-from core.bundle import write_bundle  # noqa: E402
-from core.compare import compare_arrays, parse_policy  # noqa: E402
-from core.run import MemoryArrays  # noqa: E402
+from driftboard.core.bundle import write_bundle  # noqa: E402
+from driftboard.core.compare import compare_arrays, parse_policy  # noqa: E402
+from driftboard.core.run import MemoryArrays  # noqa: E402
 
 TARGET_SECONDS = 0.5
 TARGET_RATE = 200e6
@@ -88,8 +88,8 @@ def whole_process(paths: dict[str, Path], runs: int, pycache: Path | None) -> li
 
 def in_process(paths: dict[str, Path], runs: int) -> list[tuple[str, float, float]]:
     """(pair, median, median of compare_runs alone) seconds: reading both bundles, then comparing."""
-    from core.bundle import read_bundle
-    from core.compare import compare_runs
+    from driftboard.core.bundle import read_bundle
+    from driftboard.core.compare import compare_runs
 
     rows = []
     for name in ("identical", "differing"):

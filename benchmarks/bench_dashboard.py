@@ -47,8 +47,9 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
 
 import bench_store  # noqa: E402
 
-from db.session import ENV_VAR  # noqa: E402
-from db.store import RunFilter, Store  # noqa: E402
+from driftboard.core.processes import driftboard_command
+from driftboard.db.session import ENV_VAR  # noqa: E402
+from driftboard.db.store import RunFilter, Store  # noqa: E402
 
 APP = REPO / "dashboard" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -170,7 +171,7 @@ def bench_serve(url: str) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--db", url, "--port", str(port)], cwd=REPO,
+    proc = subprocess.Popen([*driftboard_command(), "serve", "--db", url, "--port", str(port)], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

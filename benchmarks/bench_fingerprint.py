@@ -39,7 +39,7 @@ def main() -> None:
 
     import torch  # noqa: F401 - (c) is measured with torch already imported
 
-    from core.fingerprint import collect_fingerprint
+    from driftboard.core.fingerprint import collect_fingerprint
 
     start = time.perf_counter()
     collect_fingerprint()

@@ -40,9 +40,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from db_factory import BASE_TIME, SUITE, make_bundle, make_run, manifest_digest  # noqa: E402
 
-from core.bundle import Bundle, read_bundle  # noqa: E402
-from core.run import MemoryArrays, Run  # noqa: E402
-from db.store import RunFilter, Store  # noqa: E402
+from driftboard.core.bundle import Bundle, read_bundle  # noqa: E402
+from driftboard.core.run import MemoryArrays, Run  # noqa: E402
+from driftboard.db.store import RunFilter, Store  # noqa: E402
 
 CACHE = REPO / "artifacts" / "bench"
 BUILD_VERSION = 3  # bump when the 10k database's recipe changes
@@ -122,8 +122,8 @@ class _postgres_schema:  # noqa: N801 - used as a context manager, like a functi
         from sqlalchemy import create_engine, text
         from sqlalchemy.engine import make_url
 
-        from db.migrate import upgrade
-        from db.session import make_engine, normalize_url
+        from driftboard.db.migrate import upgrade
+        from driftboard.db.session import make_engine, normalize_url
 
         admin = create_engine(normalize_url(self.base), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -139,7 +139,7 @@ class _postgres_schema:  # noqa: N801 - used as a context manager, like a functi
     def __exit__(self, *exc: object) -> None:
         from sqlalchemy import create_engine, text
 
-        from db.session import normalize_url
+        from driftboard.db.session import normalize_url
 
         admin = create_engine(normalize_url(self.base), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:

@@ -193,7 +193,7 @@ def postgres_url(_path: Path):
 
 
 def lock_campaign(tmp: Path, repeats: int) -> dict:
-    from db.store import Store
+    from driftboard.db.store import Store
 
     rows = []
     for hold, timeout in [(0.5, 10), (1, 10), (2, 10), (4, 10), (None, 1), (None, 2), (None, 5)]:
@@ -236,7 +236,7 @@ def lock_campaign(tmp: Path, repeats: int) -> dict:
 
 
 def _summaries(url: str):
-    from db.store import Store
+    from driftboard.db.store import Store
 
     with Store(url) as store:
         return store.runs(per_page=1000).runs
@@ -321,7 +321,7 @@ def _connection_outcome(kind: str, t: int, url: str, files: list[Path], code: in
     expect(again.returncode == 0 and set(final) == {run_id_of(p) for p in files},
            f"{kind} {t}: re-push: {again.stderr[-300:]}")
     expect(integrity_problems(url, deep=True) == [], f"{kind} {t}: integrity after the re-push")
-    from db.session import database_url, redacted
+    from driftboard.db.session import database_url, redacted
 
     prefix = f"database {redacted(database_url(url))}: "
     messages = Counter(line.split(": not stored: ", 1)[1].replace(prefix, "")[:110] for line in errors)
@@ -340,8 +340,8 @@ def _connection_outcome(kind: str, t: int, url: str, files: list[Path], code: in
 def corrupt_campaign(tmp: Path) -> dict:
     from db_factory import make_run
 
-    from core.bundle import bundle_bytes
-    from db.store import Store
+    from driftboard.core.bundle import bundle_bytes
+    from driftboard.db.store import Store
 
     real = tmp / "real.sqlite"
     with Store(str(real)) as store:
@@ -398,10 +398,10 @@ def migration_campaign(url: str, runs: int) -> dict:
     from db_factory import manifest_digest
     from test_migration_upgrade import snapshot
 
-    from core.bundle import Bundle
-    from db import migrate
-    from db.session import make_engine
-    from db.store import Store
+    from driftboard.core.bundle import Bundle
+    from driftboard.db import migrate
+    from driftboard.db.session import make_engine
+    from driftboard.db.store import Store
 
     engine = make_engine(url)
     migrate.upgrade(engine, "0001")
@@ -454,7 +454,7 @@ def delete_timing(tmp: Path, outcomes: int = 100_000, deletes: int = 5) -> dict:
     from db_factory import SUITE, make_bundle
     from sqlalchemy import text
 
-    from db.store import Store
+    from driftboard.db.store import Store
 
     result = {}
     for with_index in (False, True):

@@ -1,6 +1,5 @@
-"""driftboard core: fingerprint, reference suite, capture, bundle format, comparison.
+"""The core library: fingerprint, reference suite, capture, bundle format, comparison.
 
-Importing ``core`` or any module but the capture path never loads torch.
+It imports nothing from ``driftboard.db``, ``driftboard.dashboard`` or
+``driftboard.cli`` (checked in CI), and only the capture path loads torch.
 """
-
-__version__ = "0.1.0"

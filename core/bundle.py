@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
-from core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
+from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
+from driftboard.core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
 
 FORMAT = "driftboard-run"
 SCHEMA_VERSION = 1

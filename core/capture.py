@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import __version__, inputs, suite
-from core.errors import DriftboardError
-from core.run import ArrayRef, CaseResult, MemoryArrays, Run
+from driftboard import __version__
+from driftboard.core import inputs, suite
+from driftboard.core.errors import DriftboardError
+from driftboard.core.run import ArrayRef, CaseResult, MemoryArrays, Run
 
 # Variants applied inside this process, after torch is imported.
 IN_PROCESS_VARIANTS = ("default", "threads-1", "onednn-off", "deterministic", "tf32-on", "tf32-off")
@@ -211,7 +212,7 @@ def plan(options: CaptureOptions) -> list[tuple[suite.Case, str, str]]:
 def capture(options: CaptureOptions = CaptureOptions(),
             progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None) -> tuple[Run, MemoryArrays]:
     """Capture this machine: settings, fingerprint, then every planned case."""
-    from core.fingerprint import collect_fingerprint, fingerprint_digest
+    from driftboard.core.fingerprint import collect_fingerprint, fingerprint_digest
 
     if options.repeats < 1:
         raise DriftboardError(f"repeats must be at least 1, got {options.repeats}")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from core import __version__
-from core.collect_env import ParsedReport, parse_report
-from core.fingerprint.digest import fingerprint_digest
-from core.run import Run
+from driftboard import __version__
+from driftboard.core.collect_env import ParsedReport, parse_report
+from driftboard.core.fingerprint.digest import fingerprint_digest
+from driftboard.core.run import Run
 
 SUITE_ID = "environment-only"
 VARIANT = "imported"

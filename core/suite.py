@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import inputs
+from driftboard.core import inputs
 
 SUITE_ID = "driftboard-reference"
 SUITE_VERSION = 1

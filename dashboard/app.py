@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import state, ui
+from driftboard.dashboard import state, ui
 
 PAGES = Path(__file__).resolve().parent / "app_pages"
 

@@ -43,7 +43,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from core.errors import DriftboardError
+from driftboard.core.errors import DriftboardError
 
 ENV_VAR = "DRIFTBOARD_AUTH_FILE"
 ACTIONS = ("view", "upload", "golden", "delete")

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 
-from core.compare.metrics import LayerDivergence
-from core.compare.ulp import NAN_DISTANCE, ulp_distance
-from core.compare.verdict import Verdict
-from core.run import ArraySource, CaseResult, to_float64
-from dashboard.format import (
+from driftboard.core.compare.metrics import LayerDivergence
+from driftboard.core.compare.ulp import NAN_DISTANCE, ulp_distance
+from driftboard.core.compare.verdict import Verdict
+from driftboard.core.run import ArraySource, CaseResult, to_float64
+from driftboard.dashboard.format import (
     MISSING,
     VERDICT_STYLES,
     as_verdict,
@@ -45,7 +45,7 @@ from dashboard.format import (
 )
 
 if TYPE_CHECKING:
-    from core.compare.runs import CaseComparison
+    from driftboard.core.compare.runs import CaseComparison
 
 # Okabe-Ito (colour-blind safe) roles; verdict colours live in dashboard.format.
 BLUE = "#0072B2"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.compare import RunComparison, RunInfo
-from core.run import CaseResult, Run
-from dashboard import charts, tables, ui
-from dashboard.format import MISSING, case_key_text, fmt_time, markdown_text, safe_text, verdict_label
-from db.store import Store
+from driftboard.core.compare import RunComparison, RunInfo
+from driftboard.core.run import CaseResult, Run
+from driftboard.dashboard import charts, tables, ui
+from driftboard.dashboard.format import MISSING, case_key_text, fmt_time, markdown_text, safe_text, verdict_label
+from driftboard.db.store import Store
 
 ULP_HELP = ("ULP (unit in the last place): how many representable numbers of the dtype lie between two values; "
             "0 means the same bits, 1 the nearest neighbour. Verdicts use the policy's rtol+atol; ULPs say how "

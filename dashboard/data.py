@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from core.compare import RunComparison, RunInfo, compare_runs, parse_policy
-from core.errors import NotFoundError
-from core.run import Run
-from dashboard import report
-from dashboard.format import case_key_text, fmt_abs, fmt_count, fmt_rel, fmt_time, fmt_ulp, safe_text
-from db.store import Golden, RunFilter, RunSummary, Store
+from driftboard.core.compare import RunComparison, RunInfo, compare_runs, parse_policy
+from driftboard.core.errors import NotFoundError
+from driftboard.core.run import Run
+from driftboard.dashboard import report
+from driftboard.dashboard.format import case_key_text, fmt_abs, fmt_count, fmt_rel, fmt_time, fmt_ulp, safe_text
+from driftboard.db.store import Golden, RunFilter, RunSummary, Store
 
 Compare = Callable[[str, str], RunComparison]  # (baseline run id, candidate run id) -> comparison
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.compare.ulp import NAN_DISTANCE
-from core.compare.verdict import Verdict
+from driftboard.core.compare.ulp import NAN_DISTANCE
+from driftboard.core.compare.verdict import Verdict
 
 MISSING = "–"  # shown where a figure does not exist (not compared, not decoded)
 

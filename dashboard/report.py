@@ -25,14 +25,14 @@ from typing import Any, Protocol
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from core import __version__
-from core.compare.envdiff import diff_environments
-from core.compare.metrics import worst_elements
-from core.compare.runs import CaseComparison, RunComparison, RunInfo
-from core.compare.verdict import Verdict
-from core.run import ArraySource, Run
-from dashboard import charts
-from dashboard.format import (
+from driftboard import __version__
+from driftboard.core.compare.envdiff import diff_environments
+from driftboard.core.compare.metrics import worst_elements
+from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo
+from driftboard.core.compare.verdict import Verdict
+from driftboard.core.run import ArraySource, Run
+from driftboard.dashboard import charts
+from driftboard.dashboard.format import (
     MISSING,
     case_key_text,
     fmt_abs,

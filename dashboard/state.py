@@ -31,13 +31,13 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from core.compare import RunComparison
-from core.errors import DriftboardError
-from dashboard import auth, data
-from dashboard.auth import AccessPolicy, Role
-from dashboard.format import safe_text
-from db.session import database_url
-from db.store import Store
+from driftboard.core.compare import RunComparison
+from driftboard.core.errors import DriftboardError
+from driftboard.dashboard import auth, data
+from driftboard.dashboard.auth import AccessPolicy, Role
+from driftboard.dashboard.format import safe_text
+from driftboard.db.session import database_url
+from driftboard.db.store import Store
 
 
 def fail(exc: DriftboardError) -> NoReturn:

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from core.compare import EnvChange, LikelyCause, RunComparison
-from dashboard import report
-from dashboard.format import (
+from driftboard.core.compare import EnvChange, LikelyCause, RunComparison
+from driftboard.dashboard import report
+from driftboard.dashboard.format import (
     MISSING,
     NO_RESULT,
     VERDICT_STYLES,
@@ -29,7 +29,7 @@ from dashboard.format import (
     safe_text,
     verdict_label,
 )
-from db.store import Golden, RunSummary
+from driftboard.db.store import Golden, RunSummary
 
 VERDICT = "verdict"
 _CELL_STYLES = {style.label: f"background-color: {style.colour}; color: {style.text_colour}"

@@ -19,9 +19,9 @@ from typing import Literal
 
 import streamlit as st
 
-from core.compare import Verdict
-from dashboard import auth, state
-from dashboard.format import as_verdict, markdown_text, verdict_style
+from driftboard.core.compare import Verdict
+from driftboard.dashboard import auth, state
+from driftboard.dashboard.format import as_verdict, markdown_text, verdict_style
 
 ACCESS_FLASH = "access_flash"
 TOKEN_KEY = "unlock_token"

@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from core.bundle import DEFAULT_LIMITS, bundle_bytes
-from core.errors import DriftboardError, NotFoundError, ReportParseError
-from core.imported import run_from_report
-from core.run import MemoryArrays
-from dashboard.format import safe_text
-from db.session import redacted
-from db.store import Store
+from driftboard.core.bundle import DEFAULT_LIMITS, bundle_bytes
+from driftboard.core.errors import DriftboardError, NotFoundError, ReportParseError
+from driftboard.core.imported import run_from_report
+from driftboard.core.run import MemoryArrays
+from driftboard.dashboard.format import safe_text
+from driftboard.db.session import redacted
+from driftboard.db.store import Store
 
 Status = Literal["stored", "already present", "refused"]
 UPLOADER = "dashboard upload"

@@ -24,9 +24,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import __version__
-from core.errors import SchemaOutOfDateError, StoreError
-from db.session import _WRITE, redacted, store_error, upgrade_command
+from driftboard import __version__
+from driftboard.core.errors import SchemaOutOfDateError, StoreError
+from driftboard.db.session import _WRITE, redacted, store_error, upgrade_command
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 VERSION_TABLE = "alembic_version"

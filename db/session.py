@@ -30,8 +30,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from core.errors import StoreError
-from db.location import DEFAULT_FILENAME, ENV_VAR, default_database_path  # noqa: F401  (re-exported)
+from driftboard.core.errors import StoreError
+from driftboard.db.location import DEFAULT_FILENAME, ENV_VAR, default_database_path  # noqa: F401  (re-exported)
 
 BUSY_TIMEOUT_S = 30.0  # default: how long a SQLite writer waits for another writer's lock
 BUSY_TIMEOUT_ENV = "DRIFTBOARD_SQLITE_BUSY_TIMEOUT"  # seconds, overrides the default

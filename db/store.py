@@ -34,12 +34,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from core.bundle import ARRAY_PREFIX, DEFAULT_LIMITS, Bundle, Limits, read_bundle
-from core.errors import BundleError, BundleTooLargeError, NotFoundError, StoreError
-from core.fields import flatten
-from core.run import ArrayRef, CaseResult, Run, decode_array
-from db.migrate import ensure_schema
-from db.models import (
+from driftboard.core.bundle import ARRAY_PREFIX, DEFAULT_LIMITS, Bundle, Limits, read_bundle
+from driftboard.core.errors import BundleError, BundleTooLargeError, NotFoundError, StoreError
+from driftboard.core.fields import flatten
+from driftboard.core.run import ArrayRef, CaseResult, Run, decode_array
+from driftboard.db.migrate import ensure_schema
+from driftboard.db.models import (
     ArrayRow,
     CaseOutcomeRow,
     CaseResultRow,
@@ -51,10 +51,10 @@ from db.models import (
     RunTagRow,
     VerdictRow,
 )
-from db.session import database_url, is_retryable, make_engine, redacted, transaction
+from driftboard.db.session import database_url, is_retryable, make_engine, redacted, transaction
 
 if TYPE_CHECKING:
-    from core.compare import RunComparison
+    from driftboard.core.compare import RunComparison
 
 DEFAULT_GOLDEN = "default"
 DEFAULT_POLICY = "default"
@@ -453,7 +453,7 @@ class Store:
 
     def compare(self, baseline: str, candidate: str, policy: str | None = None) -> RunComparison:
         """Two stored runs compared by ``core.compare`` (arrays read only where digests differ)."""
-        from core.compare import compare_runs, parse_policy
+        from driftboard.core.compare import compare_runs, parse_policy
 
         parsed = parse_policy(policy) if policy else None
         base_run, base_arrays = self.load_run(baseline)
@@ -599,7 +599,7 @@ class Store:
     def _judge(self, golden_pk: int, golden_name: str, run_pk: int, run_name: str, policy_key: str,
                arrays: DbArrays, goldens: dict[int, Run]) -> dict[str, Any]:
         """The verdict row of one run against one golden run."""
-        from core.compare import compare_runs, parse_policy
+        from driftboard.core.compare import compare_runs, parse_policy
 
         if golden_pk not in goldens:
             goldens[golden_pk] = self.load_run(golden_name)[0]
@@ -1167,7 +1167,7 @@ def _instant(value: datetime | date, *, end: bool) -> datetime:
 
 
 def _verdict_value(text: str) -> str:
-    from core.compare import Verdict
+    from driftboard.core.compare import Verdict
 
     wanted = " ".join(text.replace("-", " ").replace("_", " ").split()).lower()
     for verdict in Verdict:
@@ -1179,7 +1179,7 @@ def _verdict_value(text: str) -> str:
 def _policy_key(policy: str | None) -> str:
     if not policy or policy == DEFAULT_POLICY:
         return DEFAULT_POLICY
-    from core.compare import parse_policy
+    from driftboard.core.compare import parse_policy
 
     return str(parse_policy(policy))
 

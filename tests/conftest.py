@@ -84,8 +84,8 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fresh_db(request) -> str:
     """The URL of an empty database at the current schema: SQLite, then PostgreSQL."""
-    from db.migrate import upgrade
-    from db.session import make_engine
+    from driftboard.db.migrate import upgrade
+    from driftboard.db.session import make_engine
 
     url = request.getfixturevalue(f"{request.param}_url")
     engine = make_engine(url)

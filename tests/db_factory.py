@@ -29,8 +29,8 @@ import numpy as np
 if __name__ == "__main__":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.bundle import bundle_bytes, manifest_of
-from core.run import DTYPES, ArrayRef, CaseResult, MemoryArrays, Run, encode_array
+from driftboard.core.bundle import bundle_bytes, manifest_of
+from driftboard.core.run import DTYPES, ArrayRef, CaseResult, MemoryArrays, Run, encode_array
 
 SUITE_ID = "driftboard-reference"
 SUITE_VERSION = 1
@@ -270,7 +270,7 @@ def push_worker(url: str, files: list[str], ready: Any, go: Any, results: Any) -
     """A forked process: open the store, say ready, wait for ``go``, push every file, report, exit."""
     import os
 
-    from db.store import Store
+    from driftboard.db.store import Store
 
     code = 0
     try:
@@ -294,12 +294,12 @@ def push_worker(url: str, files: list[str], ready: Any, go: Any, results: Any) -
 def _worker(argv: list[str]) -> int:
     import time
 
-    from db.store import Store
+    from driftboard.db.store import Store
 
     command, url, flag, *files = argv
     store = Store(url)
     if command == "hang":  # stop for good inside the ingest transaction, after writing rows
-        import db.store as store_module
+        import driftboard.db.store as store_module
 
         original = store_module._insert_case_results
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.run import ArrayRef, CaseResult, MemoryArrays, Run
+from driftboard.core.run import ArrayRef, CaseResult, MemoryArrays, Run
 
 FAMILY_IDS = (
     "lstm_seq_regression",

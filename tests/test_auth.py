@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from core.cli import cli
-from dashboard.auth import (
+from driftboard.cli import cli
+from driftboard.dashboard.auth import (
     OPEN,
     AuthConfigError,
     Role,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import (
+from driftboard.core.bundle import (
     ARRAY_PREFIX,
     MANIFEST,
     Limits,
@@ -23,8 +23,8 @@ from core.bundle import (
     read_bundle,
     write_bundle,
 )
-from core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
-from core.run import CaseResult, MemoryArrays, Run, to_float64
+from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
+from driftboard.core.run import CaseResult, MemoryArrays, Run, to_float64
 
 HEX = "ab" * 32
 
@@ -103,7 +103,7 @@ def test_manifest_matches_shipped_json_schema(bundle_data: bytes) -> None:
 
 
 def test_reading_does_not_import_torch() -> None:
-    assert "torch" not in sys.modules or "core.capture" in sys.modules  # other tests may load capture
+    assert "torch" not in sys.modules or "driftboard.core.capture" in sys.modules  # other tests may load capture
     import subprocess
 
     code = "import sys, core.bundle; assert 'torch' not in sys.modules"

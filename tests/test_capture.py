@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from core.bundle import read_bundle
-from core.cli import cli
+from driftboard.core.processes import driftboard_command
+from driftboard.core.bundle import read_bundle
+from driftboard.cli import cli
 
 torch = pytest.importorskip("torch")
-from core import capture as capture_mod  # noqa: E402  (imports torch)
-from core import suite  # noqa: E402
+from driftboard.core import capture as capture_mod  # noqa: E402  (imports torch)
+from driftboard.core import suite  # noqa: E402
 
-DRIFTBOARD = [sys.executable, "-m", "core.cli"]
+DRIFTBOARD = driftboard_command()
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 import pytest
 from runs_factory import bump_ulps, make_case, make_run, store
 
-from core.compare import NAN_DISTANCE, LayerDivergence, Verdict, compare_runs, ulp_distance
-from core.run import MemoryArrays
-from dashboard import charts
-from dashboard.format import (
+from driftboard.core.compare import NAN_DISTANCE, LayerDivergence, Verdict, compare_runs, ulp_distance
+from driftboard.core.run import MemoryArrays
+from driftboard.dashboard import charts
+from driftboard.dashboard.format import (
     VERDICT_STYLES,
     fmt_count,
     fmt_ulp,

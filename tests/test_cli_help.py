@@ -9,7 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from core.cli import COMMANDS, cli
+from driftboard.core.processes import driftboard_command
+from driftboard.cli import COMMANDS, cli
 
 
 def _commands() -> list[tuple[str, ...]]:
@@ -43,7 +44,7 @@ def test_help_and_compare_do_not_import_torch() -> None:
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    done = subprocess.run([sys.executable, "-m", "core.cli", "nope"], capture_output=True, text=True)
+    done = subprocess.run([*driftboard_command(), "nope"], capture_output=True, text=True)
     assert done.returncode == 2 and "No such command" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import fields as registry
-from core.collect_env import ParsedReport, parse_report
-from core.compare.envdiff import diff_environments
-from core.errors import ReportParseError
+from driftboard.core import fields as registry
+from driftboard.core.collect_env import ParsedReport, parse_report
+from driftboard.core.compare.envdiff import diff_environments
+from driftboard.core.errors import ReportParseError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "collect_env"
 DATA = Path(__file__).resolve().parent / "data" / "collect_env"
@@ -401,7 +401,7 @@ def test_environment_diff_of_one_machine_before_and_after_works_unchanged() -> N
 def test_report_of_this_machine_agrees_with_its_capture() -> None:
     """The import and capture write the same keys in the same formats: on one machine they agree."""
     pytest.importorskip("torch")
-    from core.fingerprint import collect_fingerprint
+    from driftboard.core.fingerprint import collect_fingerprint
 
     result = subprocess.run(
         [sys.executable, "-m", "torch.utils.collect_env"], capture_output=True, text=True, timeout=300, check=True

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from runs_factory import bump_ulps, default_suite, fingerprint, make_case, make_run
 
-from core.compare import FIELD_RULES, LikelyCause, RunComparison, compare_runs, drift_rates
-from core.run import MemoryArrays
+from driftboard.core.compare import FIELD_RULES, LikelyCause, RunComparison, compare_runs, drift_rates
+from driftboard.core.run import MemoryArrays
 
 
 def scenario(changes: dict[str, object], drifts: Callable[[str, str], bool], extra_cases: bool = False) -> RunComparison:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from runs_factory import bump_ulps, default_suite, make_run
 
-from core.bundle import write_bundle
-from core.cli import main
-from core.run import MemoryArrays
+from driftboard.core.bundle import write_bundle
+from driftboard.cli import main
+from driftboard.core.run import MemoryArrays
 
 
 def lstm_drift(case_id: str, dtype: str, stored: np.ndarray) -> np.ndarray:
@@ -147,7 +147,7 @@ def test_case_report(capsys: pytest.CaptureFixture[str], bundles: dict[str, Path
 def test_help_has_an_example() -> None:
     from click.testing import CliRunner
 
-    from core.cli import cli
+    from driftboard.cli import cli
 
     result = CliRunner().invoke(cli, ["compare", "--help"])
     assert result.exit_code == 0

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from runs_factory import bump_ulps, store
 
-from core.compare import Metrics, compare_arrays, parse_policy, ulp_distance, worst_elements
-from core.compare import metrics as metrics_module
-from core.run import to_float64
+from driftboard.core.compare import Metrics, compare_arrays, parse_policy, ulp_distance, worst_elements
+from driftboard.core.compare import metrics as metrics_module
+from driftboard.core.run import to_float64
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 POLICIES = ("bitwise", "ulp:0", "ulp:3", "ulp:2000", "rtol=1e-3,atol=1e-6", "default")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.compare import DEFAULT_TOLERANCES, Policy, parse_policy
-from core.errors import DriftboardError, PolicyError
+from driftboard.core.compare import DEFAULT_TOLERANCES, Policy, parse_policy
+from driftboard.core.errors import DriftboardError, PolicyError
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from runs_factory import NeverLoad, bump_ulps, default_suite, make_case, make_run
 
-from core.compare import RunComparison, Verdict, compare_runs, parse_policy
-from core.run import MemoryArrays
+from driftboard.core.compare import RunComparison, Verdict, compare_runs, parse_policy
+from driftboard.core.run import MemoryArrays
 
 OUT = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 12) + np.float32(0.1)
 

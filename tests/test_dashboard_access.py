@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from db_factory import copy_sqlite, make_bundle
 from streamlit.testing.v1 import AppTest
 
-from core.cli import main, serve_cmd
-from dashboard import auth, state, ui, uploads
-from dashboard.auth import AccessPolicy, Role, hash_token, policy_from_dict
-from db.session import ENV_VAR
-from db.store import Store
+from driftboard.cli import main, serve_cmd
+from driftboard.dashboard import auth, state, ui, uploads
+from driftboard.dashboard.auth import AccessPolicy, Role, hash_token, policy_from_dict
+from driftboard.db.session import ENV_VAR
+from driftboard.db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"

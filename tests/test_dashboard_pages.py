@@ -21,11 +21,11 @@ import pytest
 from db_factory import copy_sqlite, fingerprint, make_bundle
 from streamlit.testing.v1 import AppTest
 
-from core.bundle import read_bundle
-from core.errors import BundleError, NotFoundError
-from dashboard.uploads import ingest_upload, ingest_uploads, team_commands
-from db.session import ENV_VAR
-from db.store import Store
+from driftboard.core.bundle import read_bundle
+from driftboard.core.errors import BundleError, NotFoundError
+from driftboard.dashboard.uploads import ingest_upload, ingest_uploads, team_commands
+from driftboard.db.session import ENV_VAR
+from driftboard.db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
@@ -492,4 +492,4 @@ def test_the_dashboard_never_imports_torch(db_url):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == []
     assert result["torch"] is False, [m for m in result["loaded"] if m.startswith("torch")]
-    assert "core.capture" not in result["loaded"] and "core.suite" not in result["loaded"]
+    assert "driftboard.core.capture" not in result["loaded"] and "driftboard.core.suite" not in result["loaded"]

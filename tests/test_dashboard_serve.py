@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from core.cli import main, serve_cmd
-from db.session import ENV_VAR
-from db.store import Store
+from driftboard.cli import main, serve_cmd
+from driftboard.db.session import ENV_VAR
+from driftboard.db.store import Store
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from db_factory import write_bundle_file
 
-from core.cli import main
-from db.store import Store
+from driftboard.core.processes import driftboard_command
+from driftboard.cli import main
+from driftboard.db.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def test_the_commands_are_listed_in_driftboard_help(capsys):
 def test_push_exit_status_from_a_real_process(tmp_path):
     bad = tmp_path / "bad.driftboard"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    result = subprocess.run([sys.executable, "-m", "core.cli", "push", str(bad), "--db", str(tmp_path / "x.sqlite")],
+    result = subprocess.run([*driftboard_command(), "push", str(bad), "--db", str(tmp_path / "x.sqlite")],
                             cwd=REPO, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == "driftboard: error: 1 of 1 bundle not stored"

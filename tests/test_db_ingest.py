@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from db_factory import SUITE, make_bundle, make_run, manifest_digest, push_worker, write_bundle_file
 
-from core.bundle import Limits, bundle_bytes, read_bundle
-from core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError, StoreError
-from db.migrate import upgrade
-from db.session import make_engine
-from db.store import Store, _decompress, _outcome_row, _stored_form
+from driftboard.core.bundle import Limits, bundle_bytes, read_bundle
+from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError, StoreError
+from driftboard.db.migrate import upgrade
+from driftboard.db.session import make_engine
+from driftboard.db.store import Store, _decompress, _outcome_row, _stored_form
 
 FACTORY = Path(__file__).with_name("db_factory.py")
 REPO = FACTORY.parents[1]

@@ -10,11 +10,11 @@ import pytest
 from db_factory import BASE_TIME, make_bundle, make_run
 from sqlalchemy import event
 
-from core.bundle import bundle_bytes
-from core.compare import Verdict
-from core.errors import NotFoundError, StoreError
-from core.run import ArrayRef
-from db.store import GoldenKey, RunFilter, Store
+from driftboard.core.bundle import bundle_bytes
+from driftboard.core.compare import Verdict
+from driftboard.core.errors import NotFoundError, StoreError
+from driftboard.core.run import ArrayRef
+from driftboard.db.store import GoldenKey, RunFilter, Store
 
 GPU = {"devices": ("cpu", "cuda"), "cuda": "12.4", "driver": "550.54.15", "gpu": "NVIDIA A100-SXM4-80GB"}
 
@@ -254,7 +254,7 @@ def test_two_stored_runs_compare_through_core_compare(fleet):
 
 
 def test_a_stored_run_loads_by_id_for_commands_that_take_files_or_ids(fleet):
-    from db.store import load_stored_run
+    from driftboard.db.store import load_stored_run
 
     run, arrays = load_stored_run("m0002-r00002", fleet.url)
     again, _ = load_stored_run("m0002-r00001-default", fleet.url)
@@ -265,7 +265,7 @@ def test_a_stored_run_loads_by_id_for_commands_that_take_files_or_ids(fleet):
 
 
 def test_loading_a_stored_run_never_creates_a_database(tmp_path):
-    from db.store import load_stored_run
+    from driftboard.db.store import load_stored_run
 
     with pytest.raises(NotFoundError, match="there is no database at"):
         load_stored_run("m0001", str(tmp_path / "typo.sqlite"))

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from core.errors import SchemaOutOfDateError, StoreError
-from db import migrate
-from db.models import NAMING_CONVENTION, Base
-from db.session import database_url, default_database_path, make_engine, normalize_url
-from db.store import Store
+from driftboard.core.errors import SchemaOutOfDateError, StoreError
+from driftboard.db import migrate
+from driftboard.db.models import NAMING_CONVENTION, Base
+from driftboard.db.session import database_url, default_database_path, make_engine, normalize_url
+from driftboard.db.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {"machines", "environments", "runs", "run_tags", "arrays", "case_outcomes", "outcome_arrays",

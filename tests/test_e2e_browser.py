@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from driftboard.core.processes import driftboard_command
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def bundles(tmp_path_factory) -> list[Path]:
     paths = []
     for variant in ("default", "onednn-off"):
         path = out / f"{variant}.driftboard"
-        subprocess.run([sys.executable, "-m", "core.cli", "capture", "--variant", variant, "--label",
+        subprocess.run([*driftboard_command(), "capture", "--variant", variant, "--label",
                         f"e2e {variant}", "-o", str(path), "-q"], check=True, cwd=ROOT, timeout=300,
                        capture_output=True)
         paths.append(path)
@@ -105,7 +107,7 @@ def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DRIFTBOARD_DATABASE_URL", "DRIFTBOARD_AUTH_FILE")}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "--db", str(tmp_path / "e2e.sqlite"), "--port", str(port),
+            [*driftboard_command(), "serve", "--db", str(tmp_path / "e2e.sqlite"), "--port", str(port),
              *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -128,7 +130,7 @@ UPLOADER_TOKEN = "e2e-uploader-token-4b1f9c"
 @pytest.fixture
 def locked_server(tmp_path) -> Iterator[str]:
     """Served with an access file: viewing open, uploading for the one uploader token."""
-    from dashboard.auth import hash_token
+    from driftboard.dashboard.auth import hash_token
 
     auth = tmp_path / "team-auth.toml"
     auth.write_text(f'mode = "tokens"\n[tokens]\nci = {{ role = "uploader", hash = "{hash_token(UPLOADER_TOKEN)}" }}\n')

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from runs_factory import DELETE, fingerprint
 
-from core import fields
-from core.compare import diff_environments
+from driftboard.core import fields
+from driftboard.core.compare import diff_environments
 
 
 def test_identical_fingerprints() -> None:

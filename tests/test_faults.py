@@ -37,9 +37,10 @@ if __name__ == "__main__":  # run as a worker: make the repository and the test 
 import pytest  # noqa: E402
 from db_factory import SUITE, make_run  # noqa: E402
 
-from core.bundle import bundle_bytes  # noqa: E402
+from driftboard.core.processes import driftboard_command
+from driftboard.core.bundle import bundle_bytes  # noqa: E402
 
-CLI = [sys.executable, "-m", "core.cli"]
+CLI = driftboard_command()
 CPU_CASES = len(SUITE) * 2 - 2  # float32 and float64, but the two RNG cases are float32 only
 POSTGRES_ENV = "DRIFTBOARD_TEST_POSTGRES_URL"
 POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -76,10 +77,10 @@ def integrity_problems(url: str, *, deep: bool = False, machines_without_runs: b
     """
     from sqlalchemy import inspect, select
 
-    from core.errors import StoreError
-    from db.models import ArrayRow, CaseOutcomeRow, CaseResultRow, EnvironmentRow, MachineRow, OutcomeArrayRow, RunRow, RunTagRow
-    from db.session import make_engine
-    from db.store import _decompress
+    from driftboard.core.errors import StoreError
+    from driftboard.db.models import ArrayRow, CaseOutcomeRow, CaseResultRow, EnvironmentRow, MachineRow, OutcomeArrayRow, RunRow, RunTagRow
+    from driftboard.db.session import make_engine
+    from driftboard.db.store import _decompress
 
     problems: list[str] = []
     engine = make_engine(url)
@@ -159,8 +160,8 @@ def stored_runs(url: str) -> dict[str, int]:
     """run id -> case_count of every stored run."""
     from sqlalchemy import inspect, select
 
-    from db.models import RunRow
-    from db.session import make_engine
+    from driftboard.db.models import RunRow
+    from driftboard.db.session import make_engine
 
     engine = make_engine(url)
     try:
@@ -218,8 +219,8 @@ def terminate_backends(application_name: str) -> int:
 
 
 def upgrade_schema(url: str) -> None:
-    from db.migrate import upgrade
-    from db.session import make_engine
+    from driftboard.db.migrate import upgrade
+    from driftboard.db.session import make_engine
 
     engine = make_engine(url)
     try:
@@ -389,7 +390,7 @@ def test_eight_uploaders_through_driftboard_push_store_every_bundle_once(target_
 
 
 def _uploaders(url: str) -> dict[str, str]:
-    from db.store import Store
+    from driftboard.db.store import Store
 
     with Store(url) as store:
         return {r.run_id: r.uploader for r in store.runs(per_page=1000).runs}
@@ -425,7 +426,7 @@ def write_lock_held(path: Path, seconds: float) -> Iterator[subprocess.Popen[str
 
 
 def _sqlite_with_schema(tmp_path: Path) -> tuple[Path, str]:
-    from db.store import Store
+    from driftboard.db.store import Store
 
     path = tmp_path / "locked.sqlite"
     Store(str(path)).close()
@@ -470,8 +471,8 @@ def test_a_push_into_a_sqlite_file_locked_too_long_fails_with_one_line_and_write
 
 
 def test_the_busy_timeout_setting_is_checked():
-    from core.errors import StoreError
-    from db.session import busy_timeout
+    from driftboard.core.errors import StoreError
+    from driftboard.db.session import busy_timeout
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DRIFTBOARD_SQLITE_BUSY_TIMEOUT", "2.5")
@@ -484,7 +485,7 @@ def test_the_busy_timeout_setting_is_checked():
 
 
 def _summaries(url: str):
-    from db.store import Store
+    from driftboard.db.store import Store
 
     with Store(url) as store:
         return store.runs(per_page=1000).runs
@@ -553,7 +554,7 @@ def _fingerprint(path: Path) -> tuple[str, int, int]:
 @pytest.fixture(scope="module")
 def real_database(tmp_path_factory) -> bytes:
     """The bytes of a real driftboard database of a few runs (about 7 MB), closed cleanly."""
-    from db.store import Store
+    from driftboard.db.store import Store
 
     directory = tmp_path_factory.mktemp("real")
     path = directory / "real.sqlite"
@@ -581,7 +582,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize("kind", list(CORRUPTIONS))
 def test_a_corrupt_sqlite_file_is_refused_in_one_line_and_never_written(kind, real_database, tmp_path, capsys):
-    from core.cli import main
+    from driftboard.cli import main
 
     bundle = next(iter(make_bundles(tmp_path / "b", [(9, 9)])))
     path = tmp_path / "team.sqlite"
@@ -618,8 +619,8 @@ def _free_port() -> int:
 
 def _worker(argv: list[str]) -> int:
     """``trace LOG -- ARGS`` or ``pause MARKER GO -- ARGS``: ``driftboard ARGS`` with a hook in the store."""
-    import db.store as store_module
-    from core.cli import main
+    import driftboard.db.store as store_module
+    from driftboard.cli import main
 
     split = argv.index("--")
     mode, options, cli_args = argv[0], argv[1:split], argv[split + 1:]

@@ -21,15 +21,15 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from core import fields
-from core.cli import cli
-from core.fingerprint import collect as collect_mod
-from core.fingerprint import collect_fingerprint, fingerprint_digest, summary
-from core.fingerprint.cpu import ISA_FLAGS, collect_cpu, parse_cpuinfo, parse_sysctl
-from core.fingerprint.digest import is_error_key
-from core.fingerprint.packages import collect_packages, is_relevant
-from core.fingerprint.system import _container, collect_identity, machine_id
-from core.fingerprint.torch_info import collect_numerics, collect_torch, parse_config
+from driftboard.core import fields
+from driftboard.cli import cli
+from driftboard.core.fingerprint import collect as collect_mod
+from driftboard.core.fingerprint import collect_fingerprint, fingerprint_digest, summary
+from driftboard.core.fingerprint.cpu import ISA_FLAGS, collect_cpu, parse_cpuinfo, parse_sysctl
+from driftboard.core.fingerprint.digest import is_error_key
+from driftboard.core.fingerprint.packages import collect_packages, is_relevant
+from driftboard.core.fingerprint.system import _container, collect_identity, machine_id
+from driftboard.core.fingerprint.torch_info import collect_numerics, collect_torch, parse_config
 
 torch = pytest.importorskip("torch")
 

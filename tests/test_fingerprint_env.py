@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from core.fingerprint import collect_fingerprint, redact_environment
-from core.fingerprint.environment import REDACTED, is_allowed, value_looks_secret
+from driftboard.core.fingerprint import collect_fingerprint, redact_environment
+from driftboard.core.fingerprint.environment import REDACTED, is_allowed, value_looks_secret
 
 SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8sLp2Xk1",

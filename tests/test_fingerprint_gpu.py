@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from core import fields
-from core.fingerprint.gpu import collect_gpu, cuda_version, cudnn_version, system_cuda, system_cudnn
+from driftboard.core import fields
+from driftboard.core.fingerprint.gpu import collect_gpu, cuda_version, cudnn_version, system_cuda, system_cudnn
 
 torch = pytest.importorskip("torch")
 

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bundle import edit_manifest, rezip, small_run
 
-from core.bundle import ARRAY_PREFIX, MANIFEST, bundle_bytes, read_bundle
-from core.errors import BundleError
+from driftboard.core.bundle import ARRAY_PREFIX, MANIFEST, bundle_bytes, read_bundle
+from driftboard.core.errors import BundleError
 
 EXAMPLES = int(os.environ.get("DRIFTBOARD_FUZZ_EXAMPLES", "300"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -160,7 +160,7 @@ def test_big_endian_bytes_under_a_little_endian_label_fail_the_digest() -> None:
 
 
 def test_nan_inf_and_subnormals_in_arrays_are_data_not_errors() -> None:
-    from core.run import MemoryArrays
+    from driftboard.core.run import MemoryArrays
 
     arrays = MemoryArrays()
     special = np.array([np.nan, np.inf, -np.inf, 1e-45, -0.0, 0.0], dtype=np.float32)

@@ -35,10 +35,10 @@ from sqlalchemy import text
 from test_bundle import edit_manifest, small_run
 from test_fuzz_bundle import json_paths
 
-from core.bundle import MANIFEST, bundle_bytes, manifest_of, read_bundle
-from core.errors import BundleError, DriftboardError, StoreError
-from core.run import DTYPES, ArrayRef, CaseResult, MemoryArrays, Run
-from db.store import Store
+from driftboard.core.bundle import MANIFEST, bundle_bytes, manifest_of, read_bundle
+from driftboard.core.errors import BundleError, DriftboardError, StoreError
+from driftboard.core.run import DTYPES, ArrayRef, CaseResult, MemoryArrays, Run
+from driftboard.db.store import Store
 
 EXAMPLES = int(os.environ.get("DRIFTBOARD_FUZZ_EXAMPLES", "100"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

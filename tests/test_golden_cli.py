@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 from db_factory import write_bundle_file
 
-from core.cli import cli
-from db.store import Store
+from driftboard.core.processes import driftboard_command
+from driftboard.cli import cli
+from driftboard.db.store import Store
 
 
 def _invoke(*args: str):
@@ -45,7 +46,7 @@ def test_set_list_and_clear(two_runs: tuple[str, list[str]]) -> None:
 def test_errors_are_one_line(two_runs: tuple[str, list[str]]) -> None:
     url, (first, _) = two_runs
     for args in (("golden", "set", "no-such-run", "--db", url), ("golden", "clear", first, "--db", url)):
-        done = subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True)
+        done = subprocess.run([*driftboard_command(), *args], capture_output=True, text=True)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
@@ -56,7 +57,7 @@ def test_golden_needs_push() -> None:
 
 def test_capture_push_golden_marks_the_captured_run(tmp_path: Path, sqlite_url: str) -> None:
     pytest.importorskip("torch")
-    done = subprocess.run([sys.executable, "-m", "core.cli", "capture", "--case", "linear_10_5", "--repeats", "1",
+    done = subprocess.run([*driftboard_command(), "capture", "--case", "linear_10_5", "--repeats", "1",
                            "--push", "--golden", "--db", sqlite_url, "-o", str(tmp_path / "r.driftboard")],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from core.bundle import read_bundle
-from core.compare import compare_runs
-from core.imported import run_from_report
-from core.run import MemoryArrays
+from driftboard.core.processes import driftboard_command
+from driftboard.core.bundle import read_bundle
+from driftboard.core.compare import compare_runs
+from driftboard.core.imported import run_from_report
+from driftboard.core.run import MemoryArrays
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "collect_env"
-DRIFTBOARD = [sys.executable, "-m", "core.cli"]
+DRIFTBOARD = driftboard_command()
 
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"real collect_env reports not found at {FIXTURES}")
 
@@ -69,8 +70,8 @@ def test_imported_run_compares_by_environment_only() -> None:
 
 
 def test_imports_from_different_reports_are_different_machines(tmp_path: Path) -> None:
-    from core.bundle import bundle_bytes
-    from db.store import Store
+    from driftboard.core.bundle import bundle_bytes
+    from driftboard.db.store import Store
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     with Store(url) as store:

@@ -16,13 +16,13 @@ from db_factory import make_run
 from sqlalchemy import MetaData, inspect, select, text
 from test_faults import integrity_problems
 
-from core.bundle import bundle_bytes, read_bundle
-from core.cli import main
-from core.errors import SchemaOutOfDateError
-from db import migrate
-from db.models import Base
-from db.session import make_engine, upgrade_command
-from db.store import RunFilter, Store
+from driftboard.core.bundle import bundle_bytes, read_bundle
+from driftboard.cli import main
+from driftboard.core.errors import SchemaOutOfDateError
+from driftboard.db import migrate
+from driftboard.db.models import Base
+from driftboard.db.session import make_engine, upgrade_command
+from driftboard.db.store import RunFilter, Store
 
 OLD = "0001"
 

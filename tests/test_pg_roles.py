@@ -22,13 +22,14 @@ from db_factory import make_bundle
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from core.bundle import bundle_bytes
-from core.errors import StoreError
-from core.imported import run_from_report
-from core.run import MemoryArrays
-from db.migrate import upgrade
-from db.session import make_engine
-from db.store import Store
+from driftboard.core.processes import driftboard_command
+from driftboard.core.bundle import bundle_bytes
+from driftboard.core.errors import StoreError
+from driftboard.core.imported import run_from_report
+from driftboard.core.run import MemoryArrays
+from driftboard.db.migrate import upgrade
+from driftboard.db.session import make_engine
+from driftboard.db.store import Store
 
 pytestmark = pytest.mark.postgres
 
@@ -159,7 +160,7 @@ def test_a_pusher_can_push_and_cannot_delete_or_change(granted, tmp_path) -> Non
 
     path = tmp_path / "pushed.driftboard"
     path.write_bytes(make_bundle(3, 0, label="by driftboard push"))
-    done = subprocess.run([sys.executable, "-m", "core.cli", "push", str(path), "--db", member], cwd=ROOT,
+    done = subprocess.run([*driftboard_command(), "push", str(path), "--db", member], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "stored run m0003-r00000-default" in done.stdout
@@ -181,7 +182,7 @@ def _store_error(url: str, sql: str) -> None:
     """Run raw SQL as ``url``'s role; a database refusal becomes the StoreError the store would raise."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.session import store_error
+    from driftboard.db.session import store_error
 
     try:
         _raw(url, sql)

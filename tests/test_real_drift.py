@@ -21,18 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bundle import Bundle, read_bundle
-from core.compare import Verdict, compare_runs, parse_policy
+from driftboard.core.processes import driftboard_command
+from driftboard.core.bundle import Bundle, read_bundle
+from driftboard.core.compare import Verdict, compare_runs, parse_policy
 
 torch = pytest.importorskip("torch")
-from core import capture as capture_mod  # noqa: E402  (imports torch)
-from core import suite  # noqa: E402
+from driftboard.core import capture as capture_mod  # noqa: E402  (imports torch)
+from driftboard.core import suite  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def _capture(path: Path, *args: str, env: dict[str, str] | None = None) -> Bundle:
-    subprocess.run([sys.executable, "-m", "core.cli", "capture", "-q", "--repeats", "2", "-o", str(path), *args],
+    subprocess.run([*driftboard_command(), "capture", "-q", "--repeats", "2", "-o", str(path), *args],
                    check=True, capture_output=True, env={**os.environ, **(env or {})})
     return read_bundle(path)
 
@@ -59,7 +60,7 @@ def _outputs_in_fresh_process(setting: str) -> dict[tuple[str, str], bytes]:
     code = f"""
 import base64, json, sys
 import torch
-from core import suite
+from driftboard.core import suite
 if {setting!r} == "onednn-off":
     torch.backends.mkldnn.enabled = False
 out = {{}}

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from runs_factory import bump_ulps, default_suite, make_case, make_run, store
 
-from core.bundle import write_bundle
-from core.cli import main
-from core.compare import Verdict, compare_runs
-from core.run import MemoryArrays, Run
-from dashboard.report import (
+from driftboard.core.processes import driftboard_command
+from driftboard.core.bundle import write_bundle
+from driftboard.cli import main
+from driftboard.core.compare import Verdict, compare_runs
+from driftboard.core.run import MemoryArrays, Run
+from driftboard.dashboard.report import (
     comparison_report_html,
     comparison_report_json,
     machine_audit,
@@ -254,7 +255,7 @@ def test_cli_rejects_a_corrupt_bundle(tmp_path: Path, bundles, capsys) -> None: 
 def test_report_command_has_help() -> None:
     from click.testing import CliRunner
 
-    from core.cli import cli
+    from driftboard.cli import cli
 
     result = CliRunner().invoke(cli, ["report", "--help"])
     assert result.exit_code == 0 and "Examples:" in result.output and "self-contained" in result.output.lower()
@@ -267,7 +268,7 @@ def test_report_command_has_help() -> None:
 def test_report_on_real_captured_bundles(tmp_path: Path) -> None:
     """Two real captures of the LSTM case (oneDNN on and off) through the real CLI, in fresh processes."""
     pytest.importorskip("torch")
-    cli = [sys.executable, "-m", "core.cli"]
+    cli = driftboard_command()
     common = ["--case", "lstm_batch_first", "--case", "linear_10_5", "--device", "cpu", "--repeats", "1", "-q"]
     a, b = tmp_path / "a.driftboard", tmp_path / "b.driftboard"
     subprocess.run([*cli, "capture", *common, "-o", str(a)], check=True, capture_output=True, timeout=120)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from driftboard.core.processes import driftboard_command
+
 pytest.importorskip("torch")
 
 SECRETS = {
@@ -49,7 +51,7 @@ def _needles() -> list[bytes]:
 def planted_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("secrets") / "run.driftboard"
     env = {**os.environ, **SECRETS}
-    subprocess.run([sys.executable, "-m", "core.cli", "capture", "-q", "--repeats", "1", "--case", "linear_10_5",
+    subprocess.run([*driftboard_command(), "capture", "-q", "--repeats", "1", "--case", "linear_10_5",
                     "-o", str(out)], check=True, env=env, capture_output=True)
     return out
 
@@ -66,7 +68,7 @@ def test_bundle_holds_no_planted_secret(planted_capture: Path) -> None:
 
 
 def test_allowlisted_secret_names_are_kept_but_redacted(planted_capture: Path) -> None:
-    from core.bundle import read_bundle
+    from driftboard.core.bundle import read_bundle
 
     env = read_bundle(planted_capture).run.fingerprint["env"]
     for name in ("TORCH_HUB_TOKEN", "PYTORCH_STORE_URL", "CUDA_CACHE_PASSWORD", "NCCL_AUTH_KEY", "OMP_NOTE"):
@@ -76,7 +78,7 @@ def test_allowlisted_secret_names_are_kept_but_redacted(planted_capture: Path) -
 
 
 def test_database_holds_no_planted_secret(planted_capture: Path, tmp_path: Path) -> None:
-    from db.store import Store
+    from driftboard.db.store import Store
 
     path = tmp_path / "team.sqlite"
     with Store(f"sqlite:///{path}") as store:

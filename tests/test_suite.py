@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import inputs
+from driftboard.core import inputs
 
 torch = pytest.importorskip("torch")
-from core import suite  # noqa: E402  (imports torch)
+from driftboard.core import suite  # noqa: E402  (imports torch)
 
 # (case id, dtype) -> (weight digest, input digest), first 16 hex digits.
 PINNED = {

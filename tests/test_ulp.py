@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.compare import NAN_DISTANCE, ulp_distance
-from core.run import to_float64
+from driftboard.core.compare import NAN_DISTANCE, ulp_distance
+from driftboard.core.run import to_float64
 
 # format -> (explicit mantissa bits, smallest normal exponent, largest exponent, storage, bit-pattern dtype)
 FORMATS = {

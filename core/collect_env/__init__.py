@@ -69,10 +69,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.collect_env.build import build
-from core.collect_env.labels import ANCHORS
-from core.collect_env.scan import FIELD, scan
-from core.errors import ReportParseError
+from driftboard.core.collect_env.build import build
+from driftboard.core.collect_env.labels import ANCHORS
+from driftboard.core.collect_env.scan import FIELD, scan
+from driftboard.core.errors import ReportParseError
 
 __all__ = ["MAX_CHARS", "ParsedReport", "parse_report"]
 

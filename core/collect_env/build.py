@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.collect_env import cpu, gpu, packages, values
-from core.collect_env.labels import BY_NAME, CONDA_FACT, LABELS, PIP_FACT, Version
-from core.collect_env.scan import CONDA, CPU, CPU_MORE, CUDNN, FIELD, GPU, MIG, PIP, UNKNOWN, XPU, Line, Scan, clean
-from core.collect_env.tree import Tree
-from core.fields import FINGERPRINT_VERSION
-from core.fingerprint.gpu import cudnn_version
-from core.fingerprint.packages import is_relevant
+from driftboard.core.collect_env import cpu, gpu, packages, values
+from driftboard.core.collect_env.labels import BY_NAME, CONDA_FACT, LABELS, PIP_FACT, Version
+from driftboard.core.collect_env.scan import CONDA, CPU, CPU_MORE, CUDNN, FIELD, GPU, MIG, PIP, UNKNOWN, XPU, Line, Scan, clean
+from driftboard.core.collect_env.tree import Tree
+from driftboard.core.fields import FINGERPRINT_VERSION
+from driftboard.core.fingerprint.gpu import cudnn_version
+from driftboard.core.fingerprint.packages import is_relevant
 
 PARSER_VERSION = 1
 SECTIONS = ("os", "python", "torch", "numpy", "packages", "cpu", "gpu", "numerics", "env", "identity")

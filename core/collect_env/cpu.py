@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from core.collect_env import values
-from core.collect_env.scan import CPU_MORE, Line
-from core.collect_env.tree import Tree
-from core.fingerprint.cpu import isa_from_flags
+from driftboard.core.collect_env import values
+from driftboard.core.collect_env.scan import CPU_MORE, Line
+from driftboard.core.collect_env.tree import Tree
+from driftboard.core.fingerprint.cpu import isa_from_flags
 
 # Win32_Processor.Architecture codes, named as platform.machine() names them on Windows.
 _WINDOWS_ARCH = {"0": "x86", "5": "ARM", "9": "AMD64", "12": "ARM64"}

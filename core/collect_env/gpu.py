@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from core.collect_env import values
-from core.collect_env.scan import CUDNN, GPU, GPU_LINE, MIG, XPU, Line
-from core.collect_env.tree import Tree
+from driftboard.core.collect_env import values
+from driftboard.core.collect_env.scan import CUDNN, GPU, GPU_LINE, MIG, XPU, Line
+from driftboard.core.collect_env.tree import Tree
 
 _GCN = re.compile(r"^(.*?)\s*\((gfx[0-9a-f]+[^)]*)\)$")
 _XPU_DEVICE = re.compile(r"name='([^']*)'")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.collect_env.scan import Line
+from driftboard.core.collect_env.scan import Line
 
 # pip freeze: ``numpy==1.24.2``; pip list's legacy format: ``numpy (1.14.5)``
 # or ``torch (0.4.0a0+abc, /src/pytorch)`` for an editable install.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.collect_env.labels import BY_TEXT, HEADER, Label
+from driftboard.core.collect_env.labels import BY_TEXT, HEADER, Label
 
 # Kinds of report lines.
 FIELD = "field"  # "Label: value"

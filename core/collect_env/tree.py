@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from core.fields import field_for
+from driftboard.core.fields import field_for
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -3,20 +3,20 @@
 Results are frozen dataclasses; the CLI, the dashboard and the HTML report
 only format them. numpy only: importing this package never loads torch.
 
-    from core.compare import compare_runs, parse_policy
+    from driftboard.core.compare import compare_runs, parse_policy
     result = compare_runs(golden.run, golden.arrays, laptop.run, laptop.arrays, parse_policy("ulp:4"))
     result.worst, result.counts(), result.env.numerics, result.causes
 """
 
-from core.compare.causes import FIELD_RULES, FieldRule, LikelyCause, likely_causes
-from core.compare.envdiff import EnvChange, EnvDiff, diff_environments
-from core.compare.metrics import LayerDivergence, Metrics, WorstElement, compare_arrays, worst_elements
-from core.compare.policy import DEFAULT_POLICY, DEFAULT_TOLERANCES, Policy, Tolerance, parse_policy
-from core.compare.rates import FieldRates, ValueRate, drift_rates
-from core.compare.report import case_report, junit_xml
-from core.compare.runs import CaseComparison, RunComparison, RunInfo, compare_case, compare_runs
-from core.compare.ulp import NAN_DISTANCE, ulp_distance
-from core.compare.verdict import FAIL_ON, Verdict
+from driftboard.core.compare.causes import FIELD_RULES, FieldRule, LikelyCause, likely_causes
+from driftboard.core.compare.envdiff import EnvChange, EnvDiff, diff_environments
+from driftboard.core.compare.metrics import LayerDivergence, Metrics, WorstElement, compare_arrays, worst_elements
+from driftboard.core.compare.policy import DEFAULT_POLICY, DEFAULT_TOLERANCES, Policy, Tolerance, parse_policy
+from driftboard.core.compare.rates import FieldRates, ValueRate, drift_rates
+from driftboard.core.compare.report import case_report, junit_xml
+from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo, compare_case, compare_runs
+from driftboard.core.compare.ulp import NAN_DISTANCE, ulp_distance
+from driftboard.core.compare.verdict import FAIL_ON, Verdict
 
 __all__ = [
     "DEFAULT_POLICY",

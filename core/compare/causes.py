@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.compare.envdiff import EnvChange, EnvDiff
-from core.compare.verdict import Verdict
+from driftboard.core.compare.envdiff import EnvChange, EnvDiff
+from driftboard.core.compare.verdict import Verdict
 
 if TYPE_CHECKING:
-    from core.compare.runs import CaseComparison
+    from driftboard.core.compare.runs import CaseComparison
 
 Confidence = Literal["high", "medium", "low"]
 _CONFIDENCE_ORDER = {"high": 0, "medium": 1, "low": 2}

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core import fields
+from driftboard.core import fields
 
 ChangeKind = Literal["changed", "added", "removed"]
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from core.compare.policy import DEFAULT_POLICY, Policy, Tolerance
-from core.compare.ulp import FLOAT_BITS, FloatBits, stored, ulp_distance
-from core.run import to_float64
+from driftboard.core.compare.policy import DEFAULT_POLICY, Policy, Tolerance
+from driftboard.core.compare.ulp import FLOAT_BITS, FloatBits, stored, ulp_distance
+from driftboard.core.run import to_float64
 
 CHUNK = 1 << 16  # elements per chunk: a float64 scratch buffer is 512 KiB, inside L2
 _BINS = 1024  # ULP distances up to this are counted in a histogram; larger ones are kept

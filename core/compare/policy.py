@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.errors import PolicyError
+from driftboard.core.errors import PolicyError
 
 # dtype -> (rtol, atol): the one table of default tolerances, torch.testing.assert_close's.
 # Dtypes not listed (integers, bool) compare exactly.

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from core import fields
+from driftboard.core import fields
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.compare.metrics import Metrics, WorstElement
-from core.compare.runs import CaseComparison, RunComparison
+from driftboard.core.compare.metrics import Metrics, WorstElement
+from driftboard.core.compare.runs import CaseComparison, RunComparison
 
 
 def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_rows: int = 10) -> str:

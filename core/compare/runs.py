@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from core.compare.causes import LikelyCause, likely_causes
-from core.compare.envdiff import EnvDiff, diff_environments
-from core.compare.metrics import LayerDivergence, Metrics, compare_arrays
-from core.compare.policy import DEFAULT_POLICY, Policy
-from core.compare.verdict import Verdict
-from core.run import ArraySource, CaseResult, Run
+from driftboard.core.compare.causes import LikelyCause, likely_causes
+from driftboard.core.compare.envdiff import EnvDiff, diff_environments
+from driftboard.core.compare.metrics import LayerDivergence, Metrics, compare_arrays
+from driftboard.core.compare.policy import DEFAULT_POLICY, Policy
+from driftboard.core.compare.verdict import Verdict
+from driftboard.core.run import ArraySource, CaseResult, Run
 
 CaseKey = tuple[str, str, str]  # (case id, device, dtype)
 

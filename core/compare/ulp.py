@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.run import DTYPES
+from driftboard.core.run import DTYPES
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ and ``fingerprint_digest`` never needs it.
 
 from __future__ import annotations
 
-from core.fingerprint.collect import collect_fingerprint
-from core.fingerprint.digest import fingerprint_digest
-from core.fingerprint.environment import redact_environment
+from driftboard.core.fingerprint.collect import collect_fingerprint
+from driftboard.core.fingerprint.digest import fingerprint_digest
+from driftboard.core.fingerprint.environment import redact_environment
 
 __all__ = ["collect_fingerprint", "fingerprint_digest", "redact_environment"]

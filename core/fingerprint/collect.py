@@ -6,14 +6,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from core.fields import FINGERPRINT_VERSION
-from core.fingerprint._probe import guarded
-from core.fingerprint.cpu import collect_cpu
-from core.fingerprint.environment import redact_environment
-from core.fingerprint.gpu import collect_gpu
-from core.fingerprint.packages import collect_packages
-from core.fingerprint.system import collect_identity, collect_os, collect_python
-from core.fingerprint.torch_info import collect_numerics, collect_numpy, collect_torch
+from driftboard.core.fields import FINGERPRINT_VERSION
+from driftboard.core.fingerprint._probe import guarded
+from driftboard.core.fingerprint.cpu import collect_cpu
+from driftboard.core.fingerprint.environment import redact_environment
+from driftboard.core.fingerprint.gpu import collect_gpu
+from driftboard.core.fingerprint.packages import collect_packages
+from driftboard.core.fingerprint.system import collect_identity, collect_os, collect_python
+from driftboard.core.fingerprint.torch_info import collect_numerics, collect_numpy, collect_torch
 
 
 def collect_fingerprint(

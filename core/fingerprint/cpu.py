@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from core.fingerprint._probe import guarded, read_text, run
+from driftboard.core.fingerprint._probe import guarded, read_text, run
 
 # isa key -> the flag names that mean it, on x86 (/proc/cpuinfo flags, macOS
 # machdep.cpu features upper-cased) and on ARM (/proc/cpuinfo Features, macOS

@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from core import fields
+from driftboard.core import fields
 
 
 def is_error_key(key: str) -> bool:

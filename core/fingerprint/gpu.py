@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.fingerprint._probe import error, guarded, is_error, read_text, run
+from driftboard.core.fingerprint._probe import error, guarded, is_error, read_text, run
 
 NVML_ERROR_NOT_SUPPORTED = 3  # pynvml.NVML_ERROR_NOT_SUPPORTED
 NVML_ENABLED = 1  # NVML_FEATURE_ENABLED / NVML_DEVICE_MIG_ENABLE

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from core import fields
-from core.fingerprint._probe import is_error
-from core.fingerprint.digest import is_error_key
-from core.fingerprint.gpu import cudnn_version
+from driftboard.core import fields
+from driftboard.core.fingerprint._probe import is_error
+from driftboard.core.fingerprint.digest import is_error_key
+from driftboard.core.fingerprint.gpu import cudnn_version
 
 
 def _get(fp: dict[str, Any], dotted: str) -> Any:

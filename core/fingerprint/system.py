@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.fingerprint._probe import guarded, read_text, run
+from driftboard.core.fingerprint._probe import guarded, read_text, run
 
 MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 # Hashing with an application-specific prefix (systemd's advice for machine-id)

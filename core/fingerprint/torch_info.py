@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from core.fingerprint._probe import error, guarded, is_error
+from driftboard.core.fingerprint._probe import error, guarded, is_error
 
 _MISSING = object()
 

@@ -8,9 +8,9 @@ import json
 
 import streamlit as st
 
-from dashboard import data, report, state, ui
-from dashboard.compare_view import show_comparison
-from dashboard.format import markdown_text
+from driftboard.dashboard import data, report, state, ui
+from driftboard.dashboard.compare_view import show_comparison
+from driftboard.dashboard.format import markdown_text
 
 st.title("Compare runs", anchor=False)
 store = state.store()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import state, ui
+from driftboard.dashboard import state, ui
 
 st.title("driftboard is locked", anchor=False)
 if state.policy().mode == "oidc":

@@ -4,8 +4,8 @@ import json
 
 import streamlit as st
 
-from dashboard import charts, data, report, state, tables, ui
-from dashboard.format import fmt_time, safe_text
+from driftboard.dashboard import charts, data, report, state, tables, ui
+from driftboard.dashboard.format import fmt_time, safe_text
 
 METRICS = {"drifted": "cases differing from the golden", "failing": "cases beyond tolerance",
            "ulp_max": "worst ULP distance"}

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from dashboard import charts, data, state, ui
-from dashboard.format import markdown_text
-from db.store import RunFilter
+from driftboard.dashboard import charts, data, state, ui
+from driftboard.dashboard.format import markdown_text
+from driftboard.db.store import RunFilter
 
 COUNTS = (50, 100, 200, 500)
 

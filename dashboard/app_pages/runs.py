@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from core.compare import Verdict
-from core.errors import DriftboardError
-from dashboard import state, tables, ui
-from dashboard.data import run_name
-from db.store import GoldenKey, RunFilter
+from driftboard.core.compare import Verdict
+from driftboard.core.errors import DriftboardError
+from driftboard.dashboard import state, tables, ui
+from driftboard.dashboard.data import run_name
+from driftboard.db.store import GoldenKey, RunFilter
 
 FLASH = "runs_flash"
 PER_PAGE = (25, 50, 100, 200)

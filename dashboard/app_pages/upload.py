@@ -6,8 +6,8 @@ Only in the menu for roles that may upload; the page checks the role again itsel
 import pandas as pd
 import streamlit as st
 
-from dashboard import state, uploads
-from dashboard.format import markdown_text
+from driftboard.dashboard import state, uploads
+from driftboard.dashboard.format import markdown_text
 
 RESULTS = "upload_results"  # file id -> UploadOutcome, so a rerun never ingests a file twice
 PASTED = "paste_result"  # the last pasted report's ImportOutcome

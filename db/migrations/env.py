@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from db.models import Base
+from driftboard.db.models import Base
 
 # SQLite cannot ALTER most things: batch mode rebuilds a table instead.
 _OPTIONS = {"target_metadata": Base.metadata, "compare_type": True}
@@ -36,8 +36,8 @@ def _online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from db.migrate import upgrade_connection
-    from db.session import database_url, make_engine
+    from driftboard.db.migrate import upgrade_connection
+    from driftboard.db.session import database_url, make_engine
 
     engine = make_engine(database_url(context.config.get_main_option("sqlalchemy.url") or None))
     with engine.connect() as conn, upgrade_connection(conn):

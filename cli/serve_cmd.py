@@ -24,21 +24,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from core.cli.db_cmd import db_option
+from driftboard.cli.db_cmd import db_option
+from driftboard.core.processes import python_command
 
 if TYPE_CHECKING:
-    from dashboard.auth import AccessPolicy
+    from driftboard.dashboard.auth import AccessPolicy
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
 
 
 def app_path() -> Path:
-    """``dashboard/app.py`` of the installed package."""
-    spec = importlib.util.find_spec("dashboard")
-    if spec is None or not spec.submodule_search_locations:
-        raise click.ClickException("the dashboard package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    """The Streamlit entry script of the installed ``driftboard.dashboard``."""
+    import driftboard.dashboard
+
+    return Path(driftboard.dashboard.__file__).with_name("app.py")
 
 
 def is_loopback(host: str) -> bool:
@@ -52,10 +52,10 @@ def is_loopback(host: str) -> bool:
 
 def streamlit_command(host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line (configuration in flags, so no config file can loosen it)."""
-    from dashboard.uploads import MAX_UPLOAD_MB
+    from driftboard.dashboard.uploads import MAX_UPLOAD_MB
 
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        *python_command("-m", "streamlit", "run", str(app_path())),
         "--server.headless=true",
         f"--server.address={host}",
         f"--server.port={port}",
@@ -130,9 +130,9 @@ def serve(db_url: str | None, port: int, host: str, auth_file: Path | None) -> N
       driftboard serve --port 8600 --db ./team.sqlite
       driftboard serve --host 0.0.0.0 --db postgresql://driftboard@db.example.com/driftboard --auth team-auth.toml
     """
-    from dashboard import auth
-    from db.session import ENV_VAR, database_url, redacted
-    from db.store import Store
+    from driftboard.dashboard import auth
+    from driftboard.db.session import ENV_VAR, database_url, redacted
+    from driftboard.db.store import Store
 
     auth_path = auth_file or os.environ.get(auth.ENV_VAR) or None
     policy = auth.load_policy(auth_path) if auth_path else auth.OPEN  # AuthConfigError: one line, exit 2

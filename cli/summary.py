@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from core.run import Run
+from driftboard.core.run import Run
 
 console = Console(highlight=False)
 
@@ -85,7 +85,7 @@ def print_capture_summary(run: Run, path: Path, seconds: float) -> None:
 
 
 def print_sweep_summary(paths: list[Path]) -> None:
-    from core.bundle import read_bundle
+    from driftboard.core.bundle import read_bundle
 
     table = Table(show_edge=False, box=None)
     for column in ("variant", "cases", "outputs equal to default", "bundle"):

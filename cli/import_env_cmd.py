@@ -33,11 +33,11 @@ def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], outpu
       driftboard import-env issue-1234.txt --note https://github.com/org/repo/issues/1234 --push
       pbpaste | driftboard import-env - --label "reporter's laptop"
     """
-    from core.bundle import SUFFIX, write_bundle
-    from core.cli.summary import gpu_names
-    from core.errors import ReportParseError
-    from core.imported import run_from_report
-    from core.run import MemoryArrays
+    from driftboard.core.bundle import SUFFIX, write_bundle
+    from driftboard.cli.summary import gpu_names
+    from driftboard.core.errors import ReportParseError
+    from driftboard.core.imported import run_from_report
+    from driftboard.core.run import MemoryArrays
 
     if str(source) == "-":
         text = sys.stdin.buffer.read(MAX_INPUT + 1)
@@ -60,6 +60,6 @@ def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], outpu
         click.echo(f"missing from this report: {', '.join(parsed.missing)}")
     click.echo(f"bundle {path}")
     if push:
-        from core.cli.db_cmd import push_paths
+        from driftboard.cli.db_cmd import push_paths
 
         push_paths([path], db_url)

@@ -31,7 +31,7 @@ def hash_token_cmd(name: str, role: str) -> None:
     """
     import re
 
-    from dashboard.auth import hash_token, new_token
+    from driftboard.dashboard.auth import hash_token, new_token
 
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         raise click.BadParameter("use letters, digits, - and _ (at most 64)", param_hint="--name")

@@ -12,23 +12,23 @@ import sys
 
 import click
 
-from core import __version__
-from core.errors import DriftboardError
+from driftboard import __version__
+from driftboard.core.errors import DriftboardError
 
 # command name -> "module:function"; loaded only when the command runs or help lists it.
 COMMANDS: dict[str, str] = {
-    "fingerprint": "core.cli.fingerprint_cmd:fingerprint",
-    "capture": "core.cli.capture_cmd:capture",
-    "show": "core.cli.show_cmd:show",
-    "compare": "core.cli.compare_cmd:compare",
-    "report": "core.cli.report_cmd:report",
-    "db": "core.cli.db_cmd:db",
-    "push": "core.cli.db_cmd:push",
-    "runs": "core.cli.db_cmd:runs",
-    "serve": "core.cli.serve_cmd:serve",
-    "import-env": "core.cli.import_env_cmd:import_env",
-    "auth": "core.cli.auth_cmd:auth",
-    "golden": "core.cli.golden_cmd:golden",
+    "fingerprint": "driftboard.cli.fingerprint_cmd:fingerprint",
+    "capture": "driftboard.cli.capture_cmd:capture",
+    "show": "driftboard.cli.show_cmd:show",
+    "compare": "driftboard.cli.compare_cmd:compare",
+    "report": "driftboard.cli.report_cmd:report",
+    "db": "driftboard.cli.db_cmd:db",
+    "push": "driftboard.cli.db_cmd:push",
+    "runs": "driftboard.cli.db_cmd:runs",
+    "serve": "driftboard.cli.serve_cmd:serve",
+    "import-env": "driftboard.cli.import_env_cmd:import_env",
+    "auth": "driftboard.cli.auth_cmd:auth",
+    "golden": "driftboard.cli.golden_cmd:golden",
 }
 
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from core.errors import DriftboardError
+from driftboard.core.errors import DriftboardError
 
 if TYPE_CHECKING:
-    from db.store import IngestResult, RunSummary
+    from driftboard.db.store import IngestResult, RunSummary
 
 
 def _db_help() -> str:
-    from db.location import ENV_VAR, default_database_path
+    from driftboard.db.location import ENV_VAR, default_database_path
 
     return (f"Database: an SQLAlchemy URL (postgresql://user@host/db) or a SQLite file path. "
             f"Default: ${ENV_VAR}, else the SQLite file {default_database_path()}.")
@@ -69,8 +69,8 @@ def upgrade(db_url: str | None) -> None:
       driftboard db upgrade --db ./team.sqlite
       DRIFTBOARD_DATABASE_URL=postgresql://ci@db/driftboard driftboard db upgrade
     """
-    from db.migrate import upgrade as run_upgrade
-    from db.session import database_url, make_engine, redacted
+    from driftboard.db.migrate import upgrade as run_upgrade
+    from driftboard.db.session import database_url, make_engine, redacted
 
     url = database_url(db_url)
     engine = make_engine(url)
@@ -97,9 +97,9 @@ def status(db_url: str | None) -> None:
     Example:
       driftboard db status --db ./team.sqlite
     """
-    from db.migrate import head_revision
-    from db.session import redacted
-    from db.store import Store
+    from driftboard.db.migrate import head_revision
+    from driftboard.db.session import redacted
+    from driftboard.db.store import Store
 
     with Store(db_url, create_if_empty=False) as store:
         stats = store.stats()
@@ -140,8 +140,8 @@ def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str
 
     ``driftboard capture --push`` calls this too.
     """
-    from db.session import is_lock_timeout
-    from db.store import Store
+    from driftboard.db.session import is_lock_timeout
+    from driftboard.db.store import Store
 
     who = uploader if uploader is not None else _default_uploader()
     results: list[IngestResult] = []
@@ -245,7 +245,7 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
       driftboard runs --machine gpu-node-3 --since 2025-01-01
       driftboard runs --torch 2.5 --gpu A100 --verdict drift --json
     """
-    from db.store import RunFilter, Store
+    from driftboard.db.store import RunFilter, Store
 
     filters = RunFilter(machine=machine, label=label, tags=tags, since=since, until=until, torch=torch, cuda=cuda,
                         cudnn=cudnn, driver=driver, gpu=gpu, cpu_capability=cpu_capability, variant=variant,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from core.cli.db_cmd import db_option
+from driftboard.cli.db_cmd import db_option
 
 
 @click.group()
@@ -37,8 +37,8 @@ def set_golden(run_id: str, name: str, reason: str, set_by: str | None, db_url: 
 def mark_golden(run_id: str, *, name: str = "default", reason: str = "", set_by: str | None = None,
                 db_url: str | None = None) -> None:
     """Set the golden and say so; ``driftboard capture --push --golden`` calls this too."""
-    from core.cli.db_cmd import _default_uploader
-    from db.store import Store
+    from driftboard.cli.db_cmd import _default_uploader
+    from driftboard.db.store import Store
 
     with Store(db_url) as store:
         mark = store.set_golden(run_id, name=name, set_by=set_by or _default_uploader(), reason=reason)
@@ -55,7 +55,7 @@ def list_goldens(db_url: str | None) -> None:
     Example:
       driftboard golden list --db ./team.sqlite
     """
-    from db.store import Store
+    from driftboard.db.store import Store
 
     with Store(db_url) as store:
         marks = store.goldens()
@@ -78,8 +78,8 @@ def clear_golden(run_id: str, name: str, db_url: str | None) -> None:
     Example:
       driftboard golden clear 20261124T220758Z
     """
-    from core.errors import NotFoundError
-    from db.store import Store
+    from driftboard.core.errors import NotFoundError
+    from driftboard.db.store import Store
 
     with Store(db_url) as store:
         mark = store.golden_for(run_id, name=name)

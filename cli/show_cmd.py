@@ -19,12 +19,12 @@ def show(bundle: Path, cases: bool, as_json: bool) -> None:
     Example:
       driftboard show driftboard-runs/20261124T120000Z-1a2b3c4d5e6f-default.driftboard
     """
-    from core.bundle import manifest_of, read_bundle
+    from driftboard.core.bundle import manifest_of, read_bundle
 
     loaded = read_bundle(bundle)
     if as_json:
         click.echo(json.dumps(manifest_of(loaded.run), indent=2, sort_keys=True))
         return
-    from core.cli.summary import print_run
+    from driftboard.cli.summary import print_run
 
     print_run(loaded.run, loaded.digest, loaded.size, verbose=cases)

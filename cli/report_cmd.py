@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from core.cli.db_cmd import db_option
-from core.errors import DriftboardError
+from driftboard.cli.db_cmd import db_option
+from driftboard.core.errors import DriftboardError
 
 EPILOG = """\b
 Examples:
@@ -55,9 +55,9 @@ def report(
     db_url: str | None,
 ) -> None:
     """Compare BASELINE with each CANDIDATE run and write a self-contained HTML report."""
-    from core.cli.compare_cmd import resolve_run
-    from core.compare import compare_runs, parse_policy
-    from dashboard.report import comparison_report_html, comparison_report_json
+    from driftboard.cli.compare_cmd import resolve_run
+    from driftboard.core.compare import compare_runs, parse_policy
+    from driftboard.dashboard.report import comparison_report_html, comparison_report_json
 
     rule = parse_policy(policy)
     base_run, base_arrays = resolve_run(baseline, db_url)

@@ -25,7 +25,7 @@ def fingerprint(as_json: bool, label: str, tags: tuple[str, ...], note: str, ano
       driftboard fingerprint
       driftboard fingerprint --json --label ci-a100 --tag nightly > fingerprint.json
     """
-    from core.fingerprint import collect_fingerprint
+    from driftboard.core.fingerprint import collect_fingerprint
 
     fp = collect_fingerprint(label=label, tags=tags, note=note, anonymize=anonymize)
     if as_json:
@@ -39,7 +39,7 @@ def _print_summary(fp: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from core.fingerprint import fingerprint_digest, summary
+    from driftboard.core.fingerprint import fingerprint_digest, summary
 
     console = Console(highlight=False)
     console.print(f"[bold]driftboard fingerprint[/] · digest {fingerprint_digest(fp)[:16]} (numerics-relevant fields)")

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from core.cli.db_cmd import db_option
-from core.errors import DriftboardError, NotFoundError
+from driftboard.cli.db_cmd import db_option
+from driftboard.core.errors import DriftboardError, NotFoundError
 
 if TYPE_CHECKING:
-    from core.compare import CaseComparison, Policy, RunComparison
-    from core.run import ArraySource, Run
+    from driftboard.core.compare import CaseComparison, Policy, RunComparison
+    from driftboard.core.run import ArraySource, Run
 
 EPILOG = """\b
 Examples:
@@ -40,7 +40,7 @@ def resolve_run(spec: str, db_url: str | None = None) -> tuple[Run, ArraySource]
     A bundle file, or else a stored run id (or an unambiguous prefix of one) in
     the database; something that looks like a path is never looked up as an id.
     """
-    from core.bundle import SUFFIX, read_bundle
+    from driftboard.core.bundle import SUFFIX, read_bundle
 
     path = Path(spec)
     if path.is_file():
@@ -50,7 +50,7 @@ def resolve_run(spec: str, db_url: str | None = None) -> tuple[Run, ArraySource]
         raise NotFoundError(f"not a bundle file: {spec}")
     if "/" in spec or "\\" in spec or spec.endswith(SUFFIX):
         raise NotFoundError(f"no such file: {spec}")
-    from db.store import load_stored_run
+    from driftboard.db.store import load_stored_run
 
     return load_stored_run(spec, db_url)
 
@@ -86,7 +86,7 @@ def compare(
     db_url: str | None,
 ) -> None:
     """Compare BASELINE with each CANDIDATE run: per-case verdicts, environment diff, likely causes."""
-    from core.compare import compare_runs, parse_policy
+    from driftboard.core.compare import compare_runs, parse_policy
 
     rule = parse_policy(policy)
     base_run, base_arrays = resolve_run(baseline, db_url)
@@ -120,7 +120,7 @@ def _case_reports(
     case_ids: tuple[str, ...],
 ) -> list[tuple[CaseComparison, str, list[dict[str, Any]]]]:
     """(case, report text, worst elements) for each case asked for with --case."""
-    from core.compare import case_report, worst_elements
+    from driftboard.core.compare import case_report, worst_elements
 
     out = []
     for case in result.cases:
@@ -137,7 +137,7 @@ def _case_reports(
 
 
 def _write_junit(path: Path, results: list[RunComparison], fail_on: str) -> None:
-    from core.compare import junit_xml
+    from driftboard.core.compare import junit_xml
 
     try:
         path.write_bytes(junit_xml(results, fail_on))
@@ -241,7 +241,7 @@ def _print_env(console: Any, result: RunComparison) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from core.compare.envdiff import display
+    from driftboard.core.compare.envdiff import display
 
     env = result.env
     console.print()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from driftboard.core.processes import driftboard_command
+
 DEFAULT_DIR = Path("driftboard-runs")
 
 
@@ -58,11 +60,11 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
     if golden and not push:
         raise click.UsageError("--golden marks a stored run: add --push")
     if push:
-        from core.cli.db_cmd import push_paths
+        from driftboard.cli.db_cmd import push_paths
 
         results = push_paths(paths, db_url, quiet=quiet)
         if golden:
-            from core.cli.golden_cmd import mark_golden
+            from driftboard.cli.golden_cmd import mark_golden
 
             # A sweep captures the default variant first.
             mark_golden(results[0].run_id, reason="marked by driftboard capture --golden", db_url=db_url)
@@ -71,10 +73,10 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
 def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: str, repeats: int,
                  deterministic: bool, variant: str, devices: tuple[str, ...], case_ids: tuple[str, ...],
                  anonymize: bool, quiet: bool) -> Path:
-    from core.bundle import SUFFIX, write_bundle
-    from core.capture import CaptureOptions
-    from core.capture import capture as run_capture
-    from core.cli.summary import print_capture_summary, progress_bar
+    from driftboard.core.bundle import SUFFIX, write_bundle
+    from driftboard.core.capture import CaptureOptions
+    from driftboard.core.capture import capture as run_capture
+    from driftboard.cli.summary import print_capture_summary, progress_bar
 
     options = CaptureOptions(variant=variant, repeats=repeats, deterministic=deterministic,
                              devices=devices or None, case_ids=case_ids or None, label=label, tags=tags,
@@ -94,8 +96,8 @@ def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: s
 def _sweep(directory: Path, label: str, tags: tuple[str, ...], note: str, repeats: int, devices: tuple[str, ...],
            case_ids: tuple[str, ...], anonymize: bool, quiet: bool) -> list[Path]:
     """Each variant in a fresh process: ATEN_CPU_CAPABILITY only takes effect at torch import."""
-    from core.capture import CPU_CAPABILITY_PREFIX, sweep_variants
-    from core.errors import DriftboardError
+    from driftboard.core.capture import CPU_CAPABILITY_PREFIX, sweep_variants
+    from driftboard.core.errors import DriftboardError
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -106,7 +108,7 @@ def _sweep(directory: Path, label: str, tags: tuple[str, ...], note: str, repeat
         env = dict(os.environ)
         if variant.startswith(CPU_CAPABILITY_PREFIX):
             env["ATEN_CPU_CAPABILITY"] = variant[len(CPU_CAPABILITY_PREFIX):]
-        args = [sys.executable, "-m", "core.cli", "capture", "--quiet", "--variant", variant,
+        args = [*driftboard_command(), "capture", "--quiet", "--variant", variant,
                 "--repeats", str(repeats), "--label", label, "--note", note,
                 "-o", str(directory) + os.sep]
         args += [f"--tag={t}" for t in (*tags, f"variant:{variant}")]
@@ -118,7 +120,7 @@ def _sweep(directory: Path, label: str, tags: tuple[str, ...], note: str, repeat
             raise DriftboardError(f"sweep variant {variant} failed: {lines[-1] if lines else 'no output'}")
         paths.append(Path(done.stdout.strip().splitlines()[-1]))
     if not quiet:
-        from core.cli.summary import print_sweep_summary
+        from driftboard.cli.summary import print_sweep_summary
 
         print_sweep_summary(paths)
     return paths

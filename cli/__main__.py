@@ -1,0 +1,5 @@
+"""``python -m driftboard.cli``: the same command as ``driftboard``."""
+
+from driftboard.cli import main
+
+main()
