@@ -16,4 +16,4 @@ bench:                 ## run every benchmark script
 	for b in benchmarks/bench_*.py; do .venv/bin/python $$b || exit 1; done
 
 lint:
-	.venv/bin/ruff check core db dashboard tests benchmarks
+	.venv/bin/ruff check .

@@ -107,7 +107,8 @@ def in_process(paths: dict[str, Path], runs: int) -> list[tuple[str, float, floa
 
 
 def imports_torch(paths: dict[str, Path]) -> bool:
-    code = f"from core.cli import main\nmain(['compare', {str(paths['golden'])!r}, {str(paths['differing'])!r}, '--fail-on', 'never'])"
+    code = (f"from driftboard.cli import main\n"
+            f"main(['compare', {str(paths['golden'])!r}, {str(paths['differing'])!r}, '--fail-on', 'never'])")
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line]
     return any(name == "torch" or name.startswith("torch.") for name in imported)

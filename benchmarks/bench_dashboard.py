@@ -43,11 +43,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests")]
 
 import bench_store  # noqa: E402
 
-from driftboard.core.processes import driftboard_command
+from driftboard.core.processes import driftboard_command  # noqa: E402
 from driftboard.db.session import ENV_VAR  # noqa: E402
 from driftboard.db.store import RunFilter, Store  # noqa: E402
 

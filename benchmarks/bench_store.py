@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests")]
 
 from db_factory import BASE_TIME, SUITE, make_bundle, make_run, manifest_digest  # noqa: E402
 

@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests")]
 
 from test_faults import (  # noqa: E402
     CLI,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -73,10 +72,10 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
 def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: str, repeats: int,
                  deterministic: bool, variant: str, devices: tuple[str, ...], case_ids: tuple[str, ...],
                  anonymize: bool, quiet: bool) -> Path:
+    from driftboard.cli.terminal import print_capture_summary, progress_bar
     from driftboard.core.bundle import SUFFIX, write_bundle
     from driftboard.core.capture import CaptureOptions
     from driftboard.core.capture import capture as run_capture
-    from driftboard.cli.summary import print_capture_summary, progress_bar
 
     options = CaptureOptions(variant=variant, repeats=repeats, deterministic=deterministic,
                              devices=devices or None, case_ids=case_ids or None, label=label, tags=tags,
@@ -120,7 +119,7 @@ def _sweep(directory: Path, label: str, tags: tuple[str, ...], note: str, repeat
             raise DriftboardError(f"sweep variant {variant} failed: {lines[-1] if lines else 'no output'}")
         paths.append(Path(done.stdout.strip().splitlines()[-1]))
     if not quiet:
-        from driftboard.cli.summary import print_sweep_summary
+        from driftboard.cli.terminal import print_sweep_summary
 
         print_sweep_summary(paths)
     return paths

@@ -39,15 +39,15 @@ def _print_summary(fp: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from driftboard.core.fingerprint import fingerprint_digest, summary
+    from driftboard.core.fingerprint import facts, fingerprint_digest
 
     console = Console(highlight=False)
     console.print(f"[bold]driftboard fingerprint[/] · digest {fingerprint_digest(fp)[:16]} (numerics-relevant fields)")
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column()
-    for section, line in summary.lines(fp):
+    for section, line in facts.lines(fp):
         table.add_row(section, Text(line, style="red" if line == "collector failed" else ""))
-    for key, message in summary.errors(fp):
+    for key, message in facts.errors(fp):
         table.add_row(Text("error", style="bold red"), Text(f"{key}: {message}", style="red"))
     console.print(table)

@@ -33,8 +33,8 @@ def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], outpu
       driftboard import-env issue-1234.txt --note https://github.com/org/repo/issues/1234 --push
       pbpaste | driftboard import-env - --label "reporter's laptop"
     """
+    from driftboard.cli.terminal import gpu_names
     from driftboard.core.bundle import SUFFIX, write_bundle
-    from driftboard.cli.summary import gpu_names
     from driftboard.core.errors import ReportParseError
     from driftboard.core.imported import run_from_report
     from driftboard.core.run import MemoryArrays

@@ -1,7 +1,7 @@
 """``driftboard report``: a baseline against one or more candidates as a self-contained HTML file.
 
 Thin: resolve each run the way ``driftboard compare`` does, compare, hand the
-results to ``dashboard.report``. numpy and Plotly are imported inside the
+results to ``driftboard.dashboard.html_report``. numpy and Plotly are imported inside the
 command; torch never is.
 """
 
@@ -57,7 +57,7 @@ def report(
     """Compare BASELINE with each CANDIDATE run and write a self-contained HTML report."""
     from driftboard.cli.compare_cmd import resolve_run
     from driftboard.core.compare import compare_runs, parse_policy
-    from driftboard.dashboard.report import comparison_report_html, comparison_report_json
+    from driftboard.dashboard.html_report import comparison_report_html, comparison_report_json
 
     rule = parse_policy(policy)
     base_run, base_arrays = resolve_run(baseline, db_url)

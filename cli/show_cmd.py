@@ -25,6 +25,6 @@ def show(bundle: Path, cases: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(manifest_of(loaded.run), indent=2, sort_keys=True))
         return
-    from driftboard.cli.summary import print_run
+    from driftboard.cli.terminal import print_run
 
     print_run(loaded.run, loaded.digest, loaded.size, verbose=cases)

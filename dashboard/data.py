@@ -14,7 +14,7 @@ from typing import Any
 from driftboard.core.compare import RunComparison, RunInfo, compare_runs, parse_policy
 from driftboard.core.errors import NotFoundError
 from driftboard.core.run import Run
-from driftboard.dashboard import report
+from driftboard.dashboard import html_report
 from driftboard.dashboard.format import case_key_text, fmt_abs, fmt_count, fmt_rel, fmt_time, fmt_ulp, safe_text
 from driftboard.db.store import Golden, RunFilter, RunSummary, Store
 
@@ -195,7 +195,7 @@ def matrix_label(run: RunSummary) -> str:
 
 @dataclass(frozen=True)
 class AuditRun:
-    """What ``report.machine_audit`` needs of a run: identity, time, label and fingerprint."""
+    """What ``html_report.machine_audit`` needs of a run: identity, time, label and fingerprint."""
 
     run_id: str
     created_at: str
@@ -204,7 +204,7 @@ class AuditRun:
 
 
 def machine_audit(store: Store, machine: str, compare: Compare, *, limit: int = 100,
-                  golden_name: str = "default") -> report.MachineAudit:
+                  golden_name: str = "default") -> html_report.MachineAudit:
     """The newest ``limit`` runs of ``machine`` against the golden that applies to them, with one event per
     numerics-relevant environment change between consecutive runs and, for each event, the run after it
     compared with the run before it."""
@@ -222,12 +222,12 @@ def machine_audit(store: Store, machine: str, compare: Compare, *, limit: int = 
                 golden.key.suite_id, golden.key.suite_version, golden.key.device_class)
             if same and run.case_count and run.run_id != golden.run_id:
                 comparisons[run.run_id] = compare(golden.run_id, run.run_id)
-    audit = report.machine_audit(name, runs, comparisons, golden=golden_info)
+    audit = html_report.machine_audit(name, runs, comparisons, golden=golden_info)
     with_cases = {run.run_id for run in history if run.case_count}
     across = {e.event.after_run_id: compare(e.event.before_run_id, e.event.after_run_id) for e in audit.events
               if {e.event.before_run_id, e.event.after_run_id} <= with_cases}
     if across:
-        audit = report.machine_audit(name, runs, comparisons, golden=golden_info, across=across)
+        audit = html_report.machine_audit(name, runs, comparisons, golden=golden_info, across=across)
     return audit
 
 

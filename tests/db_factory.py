@@ -26,9 +26,6 @@ from typing import Any
 
 import numpy as np
 
-if __name__ == "__main__":  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from driftboard.core.bundle import bundle_bytes, manifest_of
 from driftboard.core.run import DTYPES, ArrayRef, CaseResult, MemoryArrays, Run, encode_array
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import driftboard.core.bundle
 from driftboard.core.bundle import (
     ARRAY_PREFIX,
     MANIFEST,
@@ -96,7 +97,7 @@ def test_bytes_are_deterministic_and_write_leaves_no_temp_files(tmp_path: Path) 
 
 def test_manifest_matches_shipped_json_schema(bundle_data: bytes) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((Path(__file__).parents[1] / "core" / "bundle.schema.json").read_text())
+    schema = json.loads((Path(driftboard.core.bundle.__file__).with_name("bundle.schema.json")).read_text())
     jsonschema.validate(json.loads(zipfile.ZipFile(io.BytesIO(bundle_data)).read(MANIFEST)), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"format": "driftboard-run", "schema_version": 1}, schema)

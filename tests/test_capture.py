@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from driftboard.core.processes import driftboard_command
-from driftboard.core.bundle import read_bundle
 from driftboard.cli import cli
+from driftboard.core.bundle import read_bundle
+from driftboard.core.processes import driftboard_command
 
 torch = pytest.importorskip("torch")
 from driftboard.core import capture as capture_mod  # noqa: E402  (imports torch)

@@ -380,8 +380,9 @@ def test_ulp_distances_for_the_histogram_match_core() -> None:
 def test_chart_modules_import_no_streamlit_or_torch() -> None:
     import subprocess
 
-    code = ("import sys, dashboard.charts, dashboard.report, dashboard.format, core.cli.report_cmd; "
-            "from core.cli import main; "
+    code = ("import sys, driftboard.dashboard.charts, driftboard.dashboard.html_report, driftboard.dashboard.format, "
+            "driftboard.cli.report_cmd; "
+            "from driftboard.cli import main; "
             "bad = [m for m in ('streamlit', 'torch') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[1])

@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from driftboard.core.processes import driftboard_command
 from driftboard.cli import COMMANDS, cli
+from driftboard.core.processes import driftboard_command
 
 
 def _commands() -> list[tuple[str, ...]]:
@@ -37,7 +37,7 @@ def test_top_level_help_names_the_default_database() -> None:
 
 
 def test_help_and_compare_do_not_import_torch() -> None:
-    code = ("import sys; from core.cli import main\n"
+    code = ("import sys; from driftboard.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
@@ -50,7 +50,7 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 def test_compare_command_loads_neither_torch_nor_the_database_layer() -> None:
     """Comparing two bundle files stays within its time budget: no torch, no SQLAlchemy at import."""
-    code = ("import sys, core.cli.compare_cmd, core.cli.report_cmd\n"
+    code = ("import sys, driftboard.cli.compare_cmd, driftboard.cli.report_cmd\n"
             "loaded = [m for m in ('torch', 'sqlalchemy') if m in sys.modules]\n"
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

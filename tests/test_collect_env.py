@@ -616,7 +616,7 @@ def test_bytes_and_odd_characters_are_tolerated() -> None:
 
 def test_importing_the_parser_does_not_load_torch() -> None:
     code = (
-        "import sys; from core.collect_env import parse_report; "
+        "import sys; from driftboard.core.collect_env import parse_report; "
         "parse_report('PyTorch version: 2.0.0\\nIs CUDA available: False'); "
         "sys.exit('torch' in sys.modules)"
     )

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from runs_factory import bump_ulps, default_suite, make_run
 
-from driftboard.core.bundle import write_bundle
 from driftboard.cli import main
+from driftboard.core.bundle import write_bundle
 from driftboard.core.run import MemoryArrays
 
 
@@ -159,7 +159,7 @@ def test_whole_process_never_imports_torch(bundles: dict[str, Path]) -> None:
     script = (
         "import sys, atexit\n"
         "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr))\n"
-        "from core.cli import main\n"
+        "from driftboard.cli import main\n"
         f"main(['compare', {str(bundles['golden'])!r}, {str(bundles['onednn_off'])!r}, '--json',"
         " '--fail-on', 'any-change'])\n"
     )

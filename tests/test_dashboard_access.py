@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from db_factory import copy_sqlite, make_bundle
 from streamlit.testing.v1 import AppTest
 
+import driftboard.dashboard
 from driftboard.cli import main, serve_cmd
 from driftboard.dashboard import auth, state, ui, uploads
 from driftboard.dashboard.auth import AccessPolicy, Role, hash_token, policy_from_dict
@@ -24,7 +25,7 @@ from driftboard.db.session import ENV_VAR
 from driftboard.db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "dashboard" / "app.py"
+APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 REPORTS = ROOT / "tests" / "data" / "collect_env"
 GOLDEN = "m0000-r00000-default"
 OTHER = "m0001-r00000-default"

@@ -21,6 +21,7 @@ import pytest
 from db_factory import copy_sqlite, fingerprint, make_bundle
 from streamlit.testing.v1 import AppTest
 
+import driftboard.dashboard
 from driftboard.core.bundle import read_bundle
 from driftboard.core.errors import BundleError, NotFoundError
 from driftboard.dashboard.uploads import ingest_upload, ingest_uploads, team_commands
@@ -28,7 +29,7 @@ from driftboard.db.session import ENV_VAR
 from driftboard.db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "dashboard" / "app.py"
+APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 PAGES = ("runs", "upload", "compare", "matrix", "machines")
 
 GOLDEN = "m0000-r00000-default"

@@ -26,8 +26,8 @@ def test_serve_runs_the_app_on_loopback_with_the_database_in_the_environment(tmp
     result = CliRunner().invoke(serve_cmd.serve, ["--db", str(db), "--port", "8642"])
     assert result.exit_code == 0, result.output
     [(path, args, env)] = execs
-    assert args[:4] == [path, "-m", "streamlit", "run"]
-    assert args[4] == str(serve_cmd.app_path()) and serve_cmd.app_path().is_file()
+    assert args[:5] == [path, "-P", "-m", "streamlit", "run"]
+    assert args[5] == str(serve_cmd.app_path()) and serve_cmd.app_path().is_file()
     for flag in ("--server.headless=true", "--server.address=127.0.0.1", "--server.port=8642",
                  "--browser.gatherUsageStats=false"):
         assert flag in args

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from db_factory import write_bundle_file
 
-from driftboard.core.processes import driftboard_command
 from driftboard.cli import main
+from driftboard.core.processes import driftboard_command
 from driftboard.db.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -166,6 +166,7 @@ def test_an_unreachable_server_is_one_line_store_error():
 
 
 def test_the_database_layer_never_imports_torch():
-    code = ("import sys; import db.store, db.models, db.migrate, db.session, core.cli.db_cmd; "
-            "from db.store import Store; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; import driftboard.db.store, driftboard.db.models, driftboard.db.migrate, driftboard.db.session, "
+            "driftboard.cli.db_cmd; "
+            "from driftboard.db.store import Store; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

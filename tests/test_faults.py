@@ -31,14 +31,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if __name__ == "__main__":  # run as a worker: make the repository and the test helpers importable
-    sys.path[:0] = [str(REPO), str(HERE)]
+if __name__ == "__main__":  # run as a worker: make the test helpers importable (driftboard is installed)
+    sys.path[:0] = [str(HERE)]
 
 import pytest  # noqa: E402
 from db_factory import SUITE, make_run  # noqa: E402
 
-from driftboard.core.processes import driftboard_command
 from driftboard.core.bundle import bundle_bytes  # noqa: E402
+from driftboard.core.processes import driftboard_command  # noqa: E402
 
 CLI = driftboard_command()
 CPU_CASES = len(SUITE) * 2 - 2  # float32 and float64, but the two RNG cases are float32 only

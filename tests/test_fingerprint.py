@@ -21,10 +21,10 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from driftboard.core import fields
 from driftboard.cli import cli
+from driftboard.core import fields
 from driftboard.core.fingerprint import collect as collect_mod
-from driftboard.core.fingerprint import collect_fingerprint, fingerprint_digest, summary
+from driftboard.core.fingerprint import collect_fingerprint, facts, fingerprint_digest
 from driftboard.core.fingerprint.cpu import ISA_FLAGS, collect_cpu, parse_cpuinfo, parse_sysctl
 from driftboard.core.fingerprint.digest import is_error_key
 from driftboard.core.fingerprint.packages import collect_packages, is_relevant
@@ -80,13 +80,13 @@ def test_no_collector_failed_on_this_machine(fp: dict) -> None:
     # The only error expected on a machine without an NVIDIA driver is NVML's.
     errors = [key for key in fields.flatten(fp) if is_error_key(key)]
     assert errors in ([], ["gpu.nvml.error"])
-    assert summary.errors(fp) == []
+    assert facts.errors(fp) == []
 
 
 def test_importing_the_package_never_loads_torch() -> None:
     code = (
         "import sys, json\n"
-        "import core.fingerprint as f\n"
+        "import driftboard.core.fingerprint as f\n"
         "f.fingerprint_digest({'fingerprint_version': 1, 'torch': {'version': '2'}})\n"
         "f.redact_environment({'OMP_NUM_THREADS': '1'})\n"
         "print(json.dumps(['torch' in sys.modules, 'numpy' in sys.modules]))\n"

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from db_factory import write_bundle_file
 
-from driftboard.core.processes import driftboard_command
 from driftboard.cli import cli
+from driftboard.core.processes import driftboard_command
 from driftboard.db.store import Store
 
 

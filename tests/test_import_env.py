@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from driftboard.core.processes import driftboard_command
 from driftboard.core.bundle import read_bundle
 from driftboard.core.compare import compare_runs
 from driftboard.core.imported import run_from_report
+from driftboard.core.processes import driftboard_command
 from driftboard.core.run import MemoryArrays
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "collect_env"

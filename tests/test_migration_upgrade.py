@@ -16,8 +16,8 @@ from db_factory import make_run
 from sqlalchemy import MetaData, inspect, select, text
 from test_faults import integrity_problems
 
-from driftboard.core.bundle import bundle_bytes, read_bundle
 from driftboard.cli import main
+from driftboard.core.bundle import bundle_bytes, read_bundle
 from driftboard.core.errors import SchemaOutOfDateError
 from driftboard.db import migrate
 from driftboard.db.models import Base

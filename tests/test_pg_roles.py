@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from db_factory import make_bundle
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from driftboard.core.processes import driftboard_command
 from driftboard.core.bundle import bundle_bytes
 from driftboard.core.errors import StoreError
 from driftboard.core.imported import run_from_report
+from driftboard.core.processes import driftboard_command
 from driftboard.core.run import MemoryArrays
 from driftboard.db.migrate import upgrade
 from driftboard.db.session import make_engine

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftboard.core.processes import driftboard_command
 from driftboard.core.bundle import Bundle, read_bundle
 from driftboard.core.compare import Verdict, compare_runs, parse_policy
+from driftboard.core.processes import driftboard_command
 
 torch = pytest.importorskip("torch")
 from driftboard.core import capture as capture_mod  # noqa: E402  (imports torch)

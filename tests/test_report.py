@@ -6,19 +6,18 @@ import html
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from runs_factory import bump_ulps, default_suite, make_case, make_run, store
 
-from driftboard.core.processes import driftboard_command
-from driftboard.core.bundle import write_bundle
 from driftboard.cli import main
+from driftboard.core.bundle import write_bundle
 from driftboard.core.compare import Verdict, compare_runs
+from driftboard.core.processes import driftboard_command
 from driftboard.core.run import MemoryArrays, Run
-from driftboard.dashboard.report import (
+from driftboard.dashboard.html_report import (
     comparison_report_html,
     comparison_report_json,
     machine_audit,

@@ -10,7 +10,6 @@ import io
 import os
 import sqlite3
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 

@@ -13,8 +13,8 @@ from driftboard.core.compare.envdiff import EnvChange, EnvDiff, diff_environment
 from driftboard.core.compare.metrics import LayerDivergence, Metrics, WorstElement, compare_arrays, worst_elements
 from driftboard.core.compare.policy import DEFAULT_POLICY, DEFAULT_TOLERANCES, Policy, Tolerance, parse_policy
 from driftboard.core.compare.rates import FieldRates, ValueRate, drift_rates
-from driftboard.core.compare.report import case_report, junit_xml
 from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo, compare_case, compare_runs
+from driftboard.core.compare.text_report import case_report, junit_xml
 from driftboard.core.compare.ulp import NAN_DISTANCE, ulp_distance
 from driftboard.core.compare.verdict import FAIL_ON, Verdict
 

@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from driftboard.dashboard import data, report, state, ui
+from driftboard.dashboard import data, html_report, state, ui
 from driftboard.dashboard.compare_view import show_comparison
 from driftboard.dashboard.format import markdown_text
 
@@ -69,11 +69,11 @@ with state.guard():
 
 def _report_html() -> str:
     sources = {run_id: store.load_run(run_id) for run_id in dict.fromkeys([baseline, *candidates])}
-    return report.comparison_report_html(results, sources)
+    return html_report.comparison_report_html(results, sources)
 
 
 def _report_json() -> str:
-    return json.dumps(report.comparison_report_json(results), indent=2, allow_nan=False, ensure_ascii=False)
+    return json.dumps(html_report.comparison_report_json(results), indent=2, allow_nan=False, ensure_ascii=False)
 
 
 ui.downloads("compare_report", "driftboard-comparison", _report_html, _report_json)

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from driftboard.dashboard import charts, data, report, state, tables, ui
+from driftboard.dashboard import charts, data, html_report, state, tables, ui
 from driftboard.dashboard.format import fmt_time, safe_text
 
 METRICS = {"drifted": "cases differing from the golden", "failing": "cases beyond tolerance",
@@ -68,5 +68,5 @@ else:
 
 ui.heading("Runs")
 st.dataframe(tables.styled(tables.audit_points_frame(audit)), hide_index=True, key="machine_runs")
-ui.downloads("machine_report", f"driftboard-audit-{machine[:12]}", lambda: report.machine_report_html(audit),
-             lambda: json.dumps(report.machine_report_json(audit), indent=2, allow_nan=False, ensure_ascii=False))
+ui.downloads("machine_report", f"driftboard-audit-{machine[:12]}", lambda: html_report.machine_report_html(audit),
+             lambda: json.dumps(html_report.machine_report_json(audit), indent=2, allow_nan=False, ensure_ascii=False))
