@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from driftboard import __version__
 from driftboard.core import inputs, suite
 from driftboard.core.errors import DriftboardError
 from driftboard.core.run import ArrayRef, CaseResult, MemoryArrays, Run
+from driftboard.core.version import __version__
 
 # Variants applied inside this process, after torch is imported.
 IN_PROCESS_VARIANTS = ("default", "threads-1", "onednn-off", "deterministic", "tf32-on", "tf32-off")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from driftboard import __version__
 from driftboard.core.collect_env import ParsedReport, parse_report
 from driftboard.core.fingerprint.digest import fingerprint_digest
 from driftboard.core.run import Run
+from driftboard.core.version import __version__
 
 SUITE_ID = "environment-only"
 VARIANT = "imported"

@@ -24,8 +24,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from driftboard import __version__
 from driftboard.core.errors import SchemaOutOfDateError, StoreError
+from driftboard.core.version import __version__
 from driftboard.db.session import _WRITE, redacted, store_error, upgrade_command
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hostile import MARK, hostile_directory
 
 from driftboard.core.processes import driftboard_command
 
@@ -71,8 +72,8 @@ def bundles(tmp_path_factory) -> list[Path]:
     for variant in ("default", "onednn-off"):
         path = out / f"{variant}.driftboard"
         subprocess.run([*driftboard_command(), "capture", "--variant", variant, "--label",
-                        f"e2e {variant}", "-o", str(path), "-q"], check=True, cwd=ROOT, timeout=300,
-                       capture_output=True)
+                        f"e2e {variant}", "-o", str(path), "-q"], check=True, timeout=300,
+                       cwd=hostile_directory(out / "training-repo"), capture_output=True)
         paths.append(path)
     return paths
 
@@ -100,14 +101,19 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 
 
 @contextmanager
 def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
-    """``driftboard serve`` on a free loopback port and a new database; always stopped at the end."""
+    """``driftboard serve`` on a free loopback port and a new database; always stopped at the end.
+
+    It runs from a directory of look-alike ``core``/``db``/``dashboard``/``driftboard`` packages: every
+    page a test opens proves the server imports only the installed driftboard.
+    """
     port = _free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in ("DRIFTBOARD_DATABASE_URL", "DRIFTBOARD_AUTH_FILE")}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*driftboard_command(), "serve", "--db", str(tmp_path / "e2e.sqlite"), "--port", str(port),
-             *extra], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+             *extra], cwd=hostile_directory(tmp_path / "training-repo"), env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
@@ -115,6 +121,7 @@ def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
         yield url
     finally:
         _stop(proc)
+    assert MARK not in log.read_text(), log.read_text()
 
 
 @pytest.fixture

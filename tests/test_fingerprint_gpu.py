@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from driftboard.core import fields
-from driftboard.core.fingerprint.gpu import collect_gpu, cuda_version, cudnn_version, system_cuda, system_cudnn
+from driftboard.core.fingerprint.gpu import collect_gpu, cuda_version, system_cuda, system_cudnn
+from driftboard.core.fingerprint.versions import cudnn_version
 
 torch = pytest.importorskip("torch")
 

@@ -10,8 +10,8 @@ from driftboard.core.collect_env.labels import BY_NAME, CONDA_FACT, LABELS, PIP_
 from driftboard.core.collect_env.scan import CONDA, CPU, CPU_MORE, CUDNN, FIELD, GPU, MIG, PIP, UNKNOWN, XPU, Line, Scan, clean
 from driftboard.core.collect_env.tree import Tree
 from driftboard.core.fields import FINGERPRINT_VERSION
-from driftboard.core.fingerprint.gpu import cudnn_version
 from driftboard.core.fingerprint.packages import is_relevant
+from driftboard.core.fingerprint.versions import cudnn_version
 
 PARSER_VERSION = 1
 SECTIONS = ("os", "python", "torch", "numpy", "packages", "cpu", "gpu", "numerics", "env", "identity")

@@ -8,7 +8,7 @@ from typing import Any
 from driftboard.core import fields
 from driftboard.core.fingerprint._probe import is_error
 from driftboard.core.fingerprint.digest import is_error_key
-from driftboard.core.fingerprint.gpu import cudnn_version
+from driftboard.core.fingerprint.versions import cudnn_version
 
 
 def _get(fp: dict[str, Any], dotted: str) -> Any:

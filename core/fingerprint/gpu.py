@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from driftboard.core.fingerprint._probe import error, guarded, is_error, read_text, run
+from driftboard.core.fingerprint.versions import cudnn_version
 
 NVML_ERROR_NOT_SUPPORTED = 3  # pynvml.NVML_ERROR_NOT_SUPPORTED
 NVML_ENABLED = 1  # NVML_FEATURE_ENABLED / NVML_DEVICE_MIG_ENABLE
@@ -185,13 +186,6 @@ def _with_multiprocessors(devices: list[dict[str, Any]], torch_devices: list[dic
 
 
 # --- what torch loaded
-
-
-def cudnn_version(value: int) -> str:
-    """torch.backends.cudnn.version() (90100, or 8902 before cuDNN 9) as "9.1.0"."""
-    if value >= 90000:
-        return f"{value // 10000}.{value % 10000 // 100}.{value % 100}"
-    return f"{value // 1000}.{value % 1000 // 100}.{value % 100}"
 
 
 def _cudnn(torch: Any) -> int | None:
