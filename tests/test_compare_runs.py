@@ -197,3 +197,19 @@ def test_verdict_order_and_fail_on() -> None:
     assert Verdict.MISSING_IN_CANDIDATE.crosses("drift") and Verdict.DRIFT.crosses("drift")
     assert not Verdict.IDENTICAL.crosses("any-change") and not Verdict.ERROR.crosses("never")
     assert str(Verdict.NONFINITE_MISMATCH) == "non-finite mismatch"
+
+
+def test_a_differing_layer_under_identical_outputs_is_said_once_without_contradiction() -> None:
+    out = np.arange(6, dtype=np.float32)
+    layer = np.linspace(0, 1, 6).astype(np.float32)
+    old_arrays, new_arrays = MemoryArrays(), MemoryArrays()
+    old = make_run([make_case(old_arrays, "lstm_seq_first", out, layers=[("lstm", layer)], repeat_identical=False)])
+    new = make_run([make_case(new_arrays, "lstm_seq_first", out.copy(), layers=[("lstm", bump_ulps(layer, "float32", 1))])],
+                   run_id="candidate")
+    [case] = compare_runs(old, old_arrays, new, new_arrays, parse_policy("bitwise")).cases
+    assert case.verdict is Verdict.IDENTICAL
+    notes = case.notes()
+    assert len(notes) == len(set(notes))
+    assert notes == ["bitwise identical", "first divergent layer lstm (the output is unaffected)",
+                     "nondeterministic on the baseline (3 repeats differed)"]
+    assert case.detail == "; ".join(notes)

@@ -28,12 +28,18 @@ class CaseComparison:
 
     key: CaseKey
     verdict: Verdict
-    detail: str  # a few words for people
+    finding: str  # the judgement in a few words ("bitwise identical", "3 / 10 mismatched ...")
     metrics: Metrics | None = None  # None when the outputs could not be compared
     baseline_repeat_identical: bool | None = None  # None when the case is absent on that side
     candidate_repeat_identical: bool | None = None
     layers: tuple[LayerDivergence, ...] = ()
     first_divergent_layer: str | None = None
+    remarks: tuple[str, ...] = ()  # what else was seen: the first divergent layer, nondeterminism
+
+    @property
+    def detail(self) -> str:
+        """The finding and the remarks, for people."""
+        return "; ".join((self.finding, *self.remarks))
 
     @property
     def case_id(self) -> str:
@@ -58,14 +64,8 @@ class CaseComparison:
 
     def notes(self) -> list[str]:
         """What a table's figure columns do not say: why a case was not compared, layers, nondeterminism."""
-        words = []
-        if not self.verdict.changed:
-            words.append(self.detail)
-        if self.first_divergent_layer:
-            words.append(f"first divergent layer {self.first_divergent_layer}")
-        for side in ("baseline", "candidate"):
-            if getattr(self, f"{side}_repeat_identical") is False:
-                words.append(f"nondeterministic on the {side}")
+        words = [] if self.verdict.changed else [self.finding]
+        words += self.remarks
         if self.metrics is not None and self.metrics.nonfinite_mismatch:
             index = ", ".join(map(str, self.metrics.nonfinite_index or ()))
             words.append(f"{self.metrics.nonfinite_mismatch:,} NaN/Inf mismatches, first at ({index})")
@@ -240,7 +240,7 @@ def _missing(case: CaseResult, verdict: Verdict) -> CaseComparison:
     return CaseComparison(
         key=case.key,
         verdict=verdict,
-        detail=f"only in the {'baseline' if on_baseline else 'candidate'}",
+        finding=f"only in the {'baseline' if on_baseline else 'candidate'}",
         baseline_repeat_identical=case.repeat_identical if on_baseline else None,
         candidate_repeat_identical=None if on_baseline else case.repeat_identical,
     )
@@ -248,24 +248,27 @@ def _missing(case: CaseResult, verdict: Verdict) -> CaseComparison:
 
 def compare_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource, policy: Policy) -> CaseComparison:
     """One matched case (same key on both sides)."""
-    verdict, detail, metrics = _judge(old, old_arrays, new, new_arrays, policy)
+    verdict, finding, metrics = _judge(old, old_arrays, new, new_arrays, policy)
     layers = _layers(old, old_arrays, new, new_arrays) if verdict.changed or verdict is Verdict.IDENTICAL else ()
     first = next((layer.name for layer in layers if not layer.identical), None)
-    notes = [detail]
+    remarks = []
     if first is not None:
-        notes.append(f"first divergent layer {first}")
+        # Identical outputs can still hide a differing intermediate layer: say so without contradicting the verdict.
+        unaffected = "" if verdict.changed else " (the output is unaffected)"
+        remarks.append(f"first divergent layer {first}{unaffected}")
     for side, case in (("baseline", old), ("candidate", new)):
         if not case.repeat_identical:
-            notes.append(f"nondeterministic on the {side} ({case.repeats} repeats differed)")
+            remarks.append(f"nondeterministic on the {side} ({case.repeats} repeats differed)")
     return CaseComparison(
         key=old.key,
         verdict=verdict,
-        detail="; ".join(notes),
+        finding=finding,
         metrics=metrics,
         baseline_repeat_identical=old.repeat_identical,
         candidate_repeat_identical=new.repeat_identical,
         layers=layers,
         first_divergent_layer=first,
+        remarks=tuple(remarks),
     )
 
 
