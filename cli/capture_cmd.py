@@ -15,8 +15,9 @@ DEFAULT_DIR = Path("driftboard-runs")
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Bundle file to write, or a directory (default: ./driftboard-runs/).")
+@click.option("-o", "--output", type=click.Path(),
+              help="Bundle file to write (.driftboard is added to a name without a suffix), or a directory "
+                   "(default: ./driftboard-runs/).")
 @click.option("--label", default="", help="Label for this run, e.g. 'gpu-node-3 after driver upgrade'.")
 @click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
 @click.option("--note", default="", help="Free-text note stored with the run.")
@@ -34,7 +35,7 @@ DEFAULT_DIR = Path("driftboard-runs")
               help="With --push: mark the run (with --sweep, its default variant) as the golden baseline.")
 @click.option("--db", "db_url", default=None, help="Database URL for --push (default: DRIFTBOARD_DATABASE_URL or the local SQLite file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary; print only the bundle path(s).")
-def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, repeats: int, deterministic: bool,
+def capture(output: str | None, label: str, tags: tuple[str, ...], note: str, repeats: int, deterministic: bool,
             variant: str, sweep: bool, devices: tuple[str, ...], case_ids: tuple[str, ...], anonymize: bool,
             push: bool, golden: bool, db_url: str | None, quiet: bool) -> None:
     """Capture this machine: environment fingerprint plus golden outputs of the reference suite.
@@ -50,7 +51,7 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
       driftboard capture --sweep -o runs/ --push --golden
     """
     if sweep:
-        paths = _sweep(output or DEFAULT_DIR, label, tags, note, repeats, devices, case_ids, anonymize, quiet)
+        paths = _sweep(Path(output) if output else DEFAULT_DIR, label, tags, note, repeats, devices, case_ids, anonymize, quiet)
     else:
         if deterministic and variant == "default":
             variant = "deterministic"
@@ -69,22 +70,24 @@ def capture(output: Path | None, label: str, tags: tuple[str, ...], note: str, r
             mark_golden(results[0].run_id, reason="marked by driftboard capture --golden", db_url=db_url)
 
 
-def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: str, repeats: int,
+def _capture_one(output: str | None, label: str, tags: tuple[str, ...], note: str, repeats: int,
                  deterministic: bool, variant: str, devices: tuple[str, ...], case_ids: tuple[str, ...],
                  anonymize: bool, quiet: bool) -> Path:
     from driftboard.cli.terminal import print_capture_summary, progress_bar
-    from driftboard.core.bundle import SUFFIX, write_bundle
+    from driftboard.core.bundle import SUFFIX, bundle_path, check_writable, write_bundle
     from driftboard.core.capture import CaptureOptions
     from driftboard.core.capture import capture as run_capture
 
     options = CaptureOptions(variant=variant, repeats=repeats, deterministic=deterministic,
                              devices=devices or None, case_ids=case_ids or None, label=label, tags=tags,
                              note=note, anonymize=anonymize)
+    # A trailing separator or an existing directory means "a new file in there".
+    directory = DEFAULT_DIR if output is None else Path(output) if output.endswith(os.sep) or Path(output).is_dir() else None
+    check_writable(directory or output, directory=directory is not None)
     start = time.perf_counter()
     run, arrays = run_capture(options, progress=None if quiet else progress_bar)
-    if output is None or output.is_dir() or str(output).endswith(os.sep):
-        output = (output or DEFAULT_DIR) / f"{run.run_id}-{run.variant}{SUFFIX}"
-    path = write_bundle(output, run, arrays)
+    target = directory / f"{run.run_id}-{run.variant}{SUFFIX}" if directory else bundle_path(output)
+    path = write_bundle(target, run, arrays)
     if quiet:
         click.echo(str(path))
     else:
@@ -95,10 +98,11 @@ def _capture_one(output: Path | None, label: str, tags: tuple[str, ...], note: s
 def _sweep(directory: Path, label: str, tags: tuple[str, ...], note: str, repeats: int, devices: tuple[str, ...],
            case_ids: tuple[str, ...], anonymize: bool, quiet: bool) -> list[Path]:
     """Each variant in a fresh process: ATEN_CPU_CAPABILITY only takes effect at torch import."""
+    from driftboard.core.bundle import check_writable
     from driftboard.core.capture import CPU_CAPABILITY_PREFIX, sweep_variants
     from driftboard.core.errors import DriftboardError
 
-    directory.mkdir(parents=True, exist_ok=True)
+    check_writable(directory, directory=True)
     paths = []
     variants = sweep_variants()
     for i, variant in enumerate(variants, 1):

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError
+from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError, OutputError
 from driftboard.core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
 
 FORMAT = "driftboard-run"
@@ -49,8 +49,13 @@ class Limits:
     json_depth: int = 32
     string_chars: int = 4 * 2**20  # a pasted collect_env report is kept whole
 
+    @property
+    def upload_mb(self) -> int:
+        """``file_bytes`` in whole MiB, at least 1: what Streamlit's upload cap takes (its "MB" are 2**20 bytes)."""
+        return max(1, self.file_bytes // 2**20)
 
-DEFAULT_LIMITS = Limits()
+
+DEFAULT_LIMITS = Limits()  # the one source of the input size caps: CLI, store and dashboard upload all read it
 
 # What the zip layer raises on damaged input; each becomes a BundleError.
 # (RuntimeError: an entry flagged as encrypted, which a bundle never is.)
@@ -134,20 +139,40 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
+def bundle_path(path: str | Path) -> Path:
+    """Where ``-o path`` writes: a name without a suffix gets ``.driftboard``, so other commands find it."""
+    path = Path(path)
+    return path if path.suffix else path.with_name(path.name + SUFFIX)
+
+
 def write_bundle(path: str | Path, run: Run, arrays: ArraySource) -> Path:
-    """Write atomically: a reader never sees half a bundle."""
+    """Write atomically: a reader never sees half a bundle; a place that refuses the write is an OutputError."""
     path = Path(path)
     data = bundle_bytes(run, arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
+    except OSError as exc:
+        raise OutputError(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(path, exc) from None
         raise
     return path
+
+
+def check_writable(path: str | Path, *, directory: bool = False) -> None:
+    """Refuse an output file (or directory) before a long capture rather than after it (the write re-checks)."""
+    probe = Path(path) if directory else Path(path).parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(path, PermissionError(13, "permission denied" if probe.is_dir() else "not a directory"))
 
 
 # ---------------------------------------------------------------- reading
@@ -155,7 +180,7 @@ def write_bundle(path: str | Path, run: Run, arrays: ArraySource) -> Path:
 
 def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Bundle:
     """Read and fully validate a bundle from a path, bytes or a binary file."""
-    data = _bounded_bytes(source, limits)
+    data = read_bounded(source, limits)
     if not data.startswith(b"PK\x03\x04"):
         raise BundleError("file", "not a driftboard bundle (expected a zip archive holding manifest.json)")
     try:
@@ -172,7 +197,8 @@ def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_
     return Bundle(run=run, arrays=arrays, digest=sha256_hex(manifest_raw), size=len(data))
 
 
-def _bounded_bytes(source: str | Path | bytes | BinaryIO, limits: Limits) -> bytes:
+def read_bounded(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """A bundle file's bytes, refused before reading when larger than ``limits.file_bytes``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, Path)):
@@ -470,3 +496,29 @@ def _read_arrays(zf: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], run: 
     if extra:
         raise BundleError(sorted(extra)[0], "array entry not referenced by any case")
     return arrays
+
+
+# ---------------------------------------------------------------- raw entries
+
+
+def deflate_streams(data: bytes) -> dict[str, bytes]:
+    """sha256 -> the raw deflate stream (zlib wbits -15) of each deflated array entry of a validated bundle.
+
+    A store can keep these bytes as they are instead of compressing the arrays a second time. The local
+    file header is read here because ``zipfile`` offers only the inflated bytes; an entry that is stored,
+    encrypted or whose header does not look right is left out (the caller compresses that array itself).
+    """
+    streams: dict[str, bytes] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if not info.filename.startswith(ARRAY_PREFIX) or info.compress_type != zipfile.ZIP_DEFLATED:
+                continue
+            if info.flag_bits & 0x1:  # encrypted: never ours
+                continue
+            header = data[info.header_offset:info.header_offset + 30]
+            if len(header) < 30 or header[:4] != b"PK\x03\x04":
+                continue
+            name_len, extra_len = struct.unpack("<HH", header[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            streams[info.filename[len(ARRAY_PREFIX):]] = data[start:start + info.compress_size]
+    return streams

@@ -57,3 +57,11 @@ class SchemaOutOfDateError(StoreError):
 
 class NotFoundError(DriftboardError):
     """A run, machine or golden asked for does not exist."""
+
+
+class OutputError(DriftboardError):
+    """A file driftboard was asked to write cannot be written (read-only place, full disk, a directory)."""
+
+    def __init__(self, path: object, exc: OSError) -> None:
+        reason = exc.strerror or type(exc).__name__
+        super().__init__(f"cannot write {path}: {reason}")
