@@ -23,12 +23,13 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError, OutputError
 from driftboard.core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
+from driftboard.core.text import inert
 
 FORMAT = "driftboard-run"
 SCHEMA_VERSION = 1
@@ -48,6 +49,8 @@ class Limits:
     entries: int = 20_000
     json_depth: int = 32
     string_chars: int = 4 * 2**20  # a pasted collect_env report is kept whole
+    cases: int = 4_096  # the suite has tens; a team's own models a few hundred
+    fingerprint_values: int = 10_000  # a real fingerprint has a few hundred
 
     @property
     def upload_mb(self) -> int:
@@ -275,12 +278,40 @@ def parse_manifest(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each JSON object as it is parsed: duplicate keys refused, control characters in text made inert."""
     out: dict[str, Any] = {}
     for key, value in pairs:
+        key = inert(key)
         if key in out:
             raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
+        out[key] = _inert_value(value)
     return out
+
+
+def _inert_value(value: Any) -> Any:
+    # Objects were cleaned by their own hook call; strings and lists of them are cleaned here.
+    if isinstance(value, str):
+        return inert(value)
+    if isinstance(value, list):
+        return [_inert_value(v) for v in value]
+    return value
+
+
+def _count_values(value: Any, limit: int, path: str) -> int:
+    """Leaves of a JSON tree, refusing more than ``limit`` (every one is shown in an environment diff)."""
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            count += 1
+            if count > limit:
+                raise BundleTooLargeError(path, f"more than {limit:,} values")
+    return count
 
 
 def _constant(name: str) -> float:
@@ -434,9 +465,9 @@ def run_from_manifest(manifest: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     run = _get(manifest, "run", "manifest", dict)
     created_at = _string(run, "created_at", "run", max_len=64)
     try:
-        datetime.fromisoformat(created_at)
-    except ValueError:
-        raise BundleError("run.created_at", f"{created_at!r} is not an ISO 8601 time") from None
+        datetime.fromisoformat(created_at).astimezone(UTC)  # in UTC too: year 1 at +01:00 is not a time
+    except (ValueError, OverflowError):
+        raise BundleError("run.created_at", f"{created_at!r} is not an ISO 8601 time in range") from None
     suite = _get(run, "suite", "run", dict)
     suite_version = _get(suite, "version", "run.suite", int)
     if suite_version < 1:
@@ -445,6 +476,9 @@ def run_from_manifest(manifest: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     if len(tags) > 64 or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
         raise BundleError("run.tags", "expected at most 64 non-empty strings of at most 64 characters")
     cases_json = _get(manifest, "cases", "manifest", list)
+    if len(cases_json) > limits.cases:
+        raise BundleTooLargeError("cases", f"{len(cases_json):,} cases, more than {limits.cases:,}")
+    _count_values(_get(manifest, "fingerprint", "manifest", dict), limits.fingerprint_values, "fingerprint")
     cases = tuple(_case(c, f"cases[{i}]", limits) for i, c in enumerate(cases_json))
     seen: set[tuple[str, str, str]] = set()
     for i, case in enumerate(cases):

@@ -1,0 +1,24 @@
+"""Text from untrusted places made inert for every place it is shown.
+
+A bundle's label, note, tags and fingerprint values reach terminals (where
+ESC and OSC sequences recolour, retitle or hide output), JUnit XML (where C0
+controls make the file invalid) and CSV and HTML exports. Control characters,
+lone surrogates and the two non-characters are replaced by their visible
+escape (``\\x1b``), once, where the text enters; ``\\n`` and ``\\t`` stay.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def inert(text: str) -> str:
+    """``text`` with every control character (but newline and tab) shown as its escape."""
+    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
