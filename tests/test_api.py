@@ -53,3 +53,17 @@ def test_compare_refuses_a_bad_policy_and_a_bad_file(tmp_path: Path) -> None:
         driftboard.compare(bad, bad)
     with pytest.raises(driftboard.DriftboardError):
         driftboard.parse_policy("ulp:-3")
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    driftboard.capture(cases=("linear_10_5",), repeats=1, output=tmp_path / "golden.driftboard")
+    code = f"import os; os.chdir({str(tmp_path)!r})\n" + example
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "laptop.driftboard").is_file()
+    assert (tmp_path / "data" / "driftboard" / "driftboard.sqlite").is_file()
