@@ -18,16 +18,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from driftboard.core.errors import DriftboardError
+from driftboard.core.units import fmt_bytes
 
 if TYPE_CHECKING:
+    from driftboard.db.push import PushOutcome
     from driftboard.db.store import IngestResult, RunSummary
 
 
 def _db_help() -> str:
     from driftboard.db.location import ENV_VAR, default_database_path
 
+    # "\b" keeps click from re-wrapping the path's paragraph: a long home directory must not be cut mid-word.
     return (f"Database: an SQLAlchemy URL (postgresql://user@host/db) or a SQLite file path. "
-            f"Default: ${ENV_VAR}, else the SQLite file {default_database_path()}.")
+            f"Default: ${ENV_VAR}, else the SQLite file\n\n\b\n{default_database_path()}")
 
 
 def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,8 +108,8 @@ def status(db_url: str | None) -> None:
         stats = store.stats()
         click.echo(f"database {redacted(store.url)}: schema revision {head_revision()} (current)")
         click.echo(f"{stats.runs} runs from {stats.machines} machines, {stats.environments} environments, "
-                   f"{stats.arrays} distinct arrays ({_size(stats.stored_bytes)} stored, "
-                   f"{_size(stats.array_bytes)} raw)")
+                   f"{stats.arrays} distinct arrays ({fmt_bytes(stats.stored_bytes)} stored, "
+                   f"{fmt_bytes(stats.array_bytes)} raw)")
 
 
 # ---------------------------------------------------------------- driftboard push
@@ -124,7 +127,8 @@ def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quie
     or nothing. Pushing a bundle already stored changes nothing and says so. A
     bad bundle is reported and the others are still stored; the exit status is
     2 if any was not. A SQLite database locked by another writer is waited for
-    (30 s, or $DRIFTBOARD_SQLITE_BUSY_TIMEOUT seconds), then the push stops.
+    (30 s, or $DRIFTBOARD_SQLITE_BUSY_TIMEOUT seconds), then the push stops and
+    names each bundle it did not try: push them again later.
 
     \b
     Examples:
@@ -136,43 +140,34 @@ def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quie
 
 def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str | None = None,
                quiet: bool = False) -> list[IngestResult]:
-    """Push bundle files one by one, printing one line each; raises after all if any failed.
+    """Push bundle files with ``db.push.push_files``, printing one line each; raises after all if any failed.
 
-    ``driftboard capture --push`` calls this too.
+    ``driftboard capture --push`` and ``import-env --push`` call this too.
     """
-    from driftboard.db.session import is_lock_timeout
+    from driftboard.db.push import push_files
     from driftboard.db.store import Store
 
+    def show(outcome: PushOutcome) -> None:
+        if outcome.result is None:
+            detail = outcome.error if outcome.status == "not attempted" else f"not stored: {outcome.error}"
+            click.echo(f"{outcome.name}: {detail}", err=True)
+        elif not quiet:
+            click.echo(_pushed_line(outcome.name, outcome.result))
+
     who = uploader if uploader is not None else _default_uploader()
-    results: list[IngestResult] = []
-    failed = 0
     with Store(db_url) as store:
-        for done, path in enumerate(paths):
-            try:
-                result = store.ingest(path, uploader=who)
-            except DriftboardError as exc:
-                failed += 1
-                click.echo(f"{path}: not stored: {exc}", err=True)
-                remaining = len(paths) - done - 1
-                if remaining and is_lock_timeout(exc):  # each would wait the whole busy timeout again
-                    failed += remaining
-                    click.echo(f"{remaining} more bundle{'s' if remaining > 1 else ''} not tried: "
-                               "the database is locked", err=True)
-                    break
-                continue
-            results.append(result)
-            if not quiet:
-                click.echo(_pushed_line(path, result))
+        outcomes = push_files(store, list(paths), uploader=who, report=show)
+    failed = sum(1 for outcome in outcomes if outcome.result is None)
     if failed:
         raise DriftboardError(f"{failed} of {len(paths)} bundle{'s' if len(paths) > 1 else ''} not stored")
-    return results
+    return [outcome.result for outcome in outcomes if outcome.result is not None]
 
 
 def _pushed_line(path: str | Path, result: IngestResult) -> str:
     if not result.created:
         return f"{path}: already stored as run {result.run_id} (same bundle {result.bundle_digest[:12]}), nothing written"
     return (f"{path}: stored run {result.run_id} ({result.case_count} cases, {result.new_arrays} new arrays, "
-            f"{_size(result.new_bytes)})")
+            f"{fmt_bytes(result.new_bytes)})")
 
 
 def _default_uploader() -> str:
@@ -180,14 +175,6 @@ def _default_uploader() -> str:
         return os.environ.get("DRIFTBOARD_UPLOADER") or getpass.getuser()
     except (KeyError, OSError):  # no login name (some containers)
         return ""
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 # ---------------------------------------------------------------- driftboard runs
@@ -258,7 +245,9 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
                                                   run_ids=[r.run_id for r in result.runs]):
             result = store.runs(filters, page=page, per_page=per_page)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        from driftboard.core.documents import document
+
+        click.echo(json.dumps(document("driftboard.runs", result.to_json()), indent=2))
         return
     if not result.runs:
         click.echo("no runs" if result.total == 0 else f"no runs on page {page} (of {result.pages})")
@@ -280,12 +269,23 @@ _COLUMNS: tuple[tuple[str, int, Callable[[RunSummary], str]], ...] = (
 
 
 def _table(rows: Sequence[RunSummary]) -> str:
+    """Fixed columns; a verdict in its colour (click drops colours when the output is not a terminal)."""
+    from driftboard.cli.verdicts import ansi
+    from driftboard.core.compare.verdict import Verdict
+
+    words = {v.value for v in Verdict}
+
     def cell(text: str, width: int) -> str:
         return text if len(text) <= width else text[: width - 1] + "…"
+
+    def padded(title: str, text: str, width: int, w: int) -> str:
+        shown = cell(text, width)
+        coloured = ansi(text, shown) if title == "VERDICT" and text in words else shown
+        return coloured + " " * (w - len(shown))  # padded outside the colour codes, which have no width
 
     widths = [max(len(title), *(len(cell(get(r), width)) for r in rows)) for title, width, get in _COLUMNS]
     lines = ["  ".join(title.ljust(w) for (title, _, _), w in zip(_COLUMNS, widths, strict=True)).rstrip()]
     for r in rows:
-        lines.append("  ".join(cell(get(r), width).ljust(w)
-                               for (_, width, get), w in zip(_COLUMNS, widths, strict=True)).rstrip())
+        lines.append("  ".join(padded(title, get(r), width, w)
+                               for (title, width, get), w in zip(_COLUMNS, widths, strict=True)).rstrip())
     return "\n".join(lines)

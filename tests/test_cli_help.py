@@ -54,3 +54,24 @@ def test_compare_command_loads_neither_torch_nor_the_database_layer() -> None:
             "loaded = [m for m in ('torch', 'sqlalchemy') if m in sys.modules]\n"
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_the_default_database_path_is_printed_unbroken_under_a_long_home(tmp_path) -> None:
+    home = tmp_path / ("a-very-long-home-directory-name-" * 4)
+    home.mkdir()
+    path = f"{home}/.local/share/driftboard/driftboard.sqlite"
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "COLUMNS": "80"}
+    with_db = [p for p in _commands()
+               if any(o.name == "db_url" and "else the SQLite file" in (o.help or "") for o in _command(p).params)]
+    assert ("db", "upgrade") in with_db and ("runs",) in with_db
+    for command in with_db:
+        done = subprocess.run(driftboard_command(*command, "--help"), env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert path in done.stdout, f"driftboard {' '.join(command)} --help:\n{done.stdout}"
+
+
+def _command(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in path:
+        command = command.get_command(click.Context(command), name)  # type: ignore[attr-defined]
+    return command
