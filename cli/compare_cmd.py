@@ -146,7 +146,10 @@ def _write_junit(path: Path, results: list[RunComparison], fail_on: str) -> None
 
 
 def _json(results: list[RunComparison], reports: list[Any], rule: Policy, fail_on: str, failed: bool) -> dict[str, Any]:
-    return {
+    """The ``driftboard.compare`` document (docs/JSON.md): CI pipelines parse it, so keys are only ever added."""
+    from driftboard.core.documents import document
+
+    return document("driftboard.compare", {
         "policy": rule.to_json(),
         "fail_on": fail_on,
         "failed": failed,
@@ -158,24 +161,10 @@ def _json(results: list[RunComparison], reports: list[Any], rule: Policy, fail_o
             }
             for result, report in zip(results, reports, strict=True)
         ],
-    }
+    })
 
 
 # ---------------------------------------------------------------- tables (rich, imported only here)
-
-_STYLE = {
-    "identical": "green",
-    "within tolerance": "cyan",
-    "missing in baseline": "yellow",
-    "inputs differ": "yellow",
-    "missing in candidate": "yellow",
-    "drift": "bold red",
-    "non-finite mismatch": "bold red",
-    "dtype mismatch": "bold red",
-    "shape mismatch": "bold red",
-    "error": "bold magenta",
-}
-
 
 def _print_results(results: list[RunComparison], reports: list[Any], fail_on: str, failed: bool) -> None:
     from rich.console import Console
@@ -200,11 +189,13 @@ def _print_one(console: Any, result: RunComparison, fail_on: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from driftboard.cli.verdicts import rich_markup
+
     counts = ", ".join(f"{n} {v.value}" for v, n in reversed(result.counts().items()) if n)
     console.print(
         f"[bold]{escape(result.baseline.name)}[/] (baseline) vs [bold]{escape(result.candidate.name)}[/] "
-        f"(candidate) under policy {escape(str(result.policy))}: worst [{_STYLE[result.worst.value]}]"
-        f"{result.worst.value}[/] ({counts or 'no cases'})"
+        f"(candidate) under policy {escape(str(result.policy))}: worst {rich_markup(result.worst)} "
+        f"({counts or 'no cases'})"
     )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
@@ -223,9 +214,9 @@ def _print_one(console: Any, result: RunComparison, fail_on: str) -> None:
         elif m is not None:
             figures = ["0", "0", "0", f"0/{m.n}"]
         notes = _row_notes(case)
-        style = _STYLE[case.verdict.value]
         mark = " !" if case.verdict.crosses(fail_on) else ""
-        table.add_row(escape(case.case_id), case.device, case.dtype, f"[{style}]{case.verdict.value}{mark}[/]", *figures, notes)
+        verdict = rich_markup(case.verdict, case.verdict.value + mark)
+        table.add_row(escape(case.case_id), case.device, case.dtype, verdict, *figures, notes)
     console.print(table)
     _print_env(console, result)
     _print_causes(console, result)

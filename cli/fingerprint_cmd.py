@@ -29,7 +29,9 @@ def fingerprint(as_json: bool, label: str, tags: tuple[str, ...], note: str, ano
 
     fp = collect_fingerprint(label=label, tags=tags, note=note, anonymize=anonymize)
     if as_json:
-        click.echo(json.dumps(fp, indent=2))
+        from driftboard.core.documents import document
+
+        click.echo(json.dumps(document("driftboard.fingerprint", fp), indent=2))
         return
     _print_summary(fp)
 

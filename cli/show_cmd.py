@@ -11,7 +11,8 @@ import click
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--cases/--no-cases", default=True, show_default=True, help="List every case.")
-@click.option("--json", "as_json", is_flag=True, help="Print the validated manifest as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the validated manifest as JSON (format driftboard-run, schema core/bundle.schema.json).")
 def show(bundle: Path, cases: bool, as_json: bool) -> None:
     """Validate a run bundle and print its summary.
 
@@ -23,6 +24,8 @@ def show(bundle: Path, cases: bool, as_json: bool) -> None:
 
     loaded = read_bundle(bundle)
     if as_json:
+        # The manifest carries its own envelope (format "driftboard-run", the bundle's schema_version): printed as
+        # is, it is exactly what the bundle holds (core.documents.FORMATS lists it; docs/JSON.md).
         click.echo(json.dumps(manifest_of(loaded.run), indent=2, sort_keys=True))
         return
     from driftboard.cli.terminal import print_run

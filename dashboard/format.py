@@ -1,9 +1,10 @@
 """Plain formatting shared by the dashboard pages, the chart builders and the HTML report.
 
 Verdicts always travel as colour *and* words (and a small icon), never colour
-alone; the palette is Okabe-Ito's colour-blind-safe set, with two of Paul
-Tol's for the rarest verdicts. Numbers are formatted once here so a page, a
-chart's hover and the report show the same figure the same way. User-supplied
+alone; how each looks is defined once, next to ``Verdict`` in
+``core/compare/verdict.py``, and only presented here. Numbers are formatted
+once here so a page, a chart's hover and the report show the same figure the
+same way. User-supplied
 text (labels, notes, hostnames, tags, case ids from bundles) goes through
 ``safe_text`` before it is shown, and through ``html_text`` / ``plotly_text``
 / ``markdown_text`` where it would otherwise be read as markup.
@@ -16,69 +17,20 @@ from __future__ import annotations
 import html
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from driftboard.core.compare.ulp import NAN_DISTANCE
-from driftboard.core.compare.verdict import Verdict
+from driftboard.core.compare.verdict import VERDICT_STYLES, Verdict, VerdictStyle
 
 MISSING = "–"  # shown where a figure does not exist (not compared, not decoded)
 
 
 # ---------------------------------------------------------------- verdicts
 
-
-@dataclass(frozen=True)
-class VerdictStyle:
-    """How one verdict looks: fill colour, readable text colour on it, icon, word, explanation."""
-
-    colour: str
-    text_colour: str
-    icon: str
-    word: str
-    meaning: str
-
-    @property
-    def label(self) -> str:
-        """Icon and word, e.g. ``✗ drift``: what a table cell shows."""
-        return f"{self.icon} {self.word}"
-
-
-def _style(colour: str, icon: str, verdict: Verdict, meaning: str) -> VerdictStyle:
-    return VerdictStyle(colour, text_colour_on(colour), icon, verdict.value, meaning)
-
-
-def text_colour_on(background: str) -> str:
-    """Black or white, whichever contrasts more with ``background`` (``#rrggbb``), per WCAG."""
-    r, g, b = (int(background[i : i + 2], 16) / 255 for i in (1, 3, 5))
-
-    def linear(c: float) -> float:
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-    luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
-    # contrast with black: (L + 0.05) / 0.05; with white: 1.05 / (L + 0.05)
-    return "#000000" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "#ffffff"
-
-
-def _verdict_styles() -> dict[Verdict, VerdictStyle]:
-    v = Verdict
-    return {
-        v.IDENTICAL: _style("#009E73", "✓", v.IDENTICAL, "bitwise identical outputs"),
-        v.WITHIN_TOLERANCE: _style("#56B4E9", "≈", v.WITHIN_TOLERANCE, "bits differ, every element within the policy"),
-        v.MISSING_IN_BASELINE: _style("#BBBBBB", "+", v.MISSING_IN_BASELINE, "the case ran on the candidate only"),
-        v.INPUTS_DIFFER: _style("#F0E442", "≠", v.INPUTS_DIFFER, "inputs or weights differ: compute not judged"),
-        v.MISSING_IN_CANDIDATE: _style("#E69F00", "∅", v.MISSING_IN_CANDIDATE, "the case ran on the baseline only"),
-        v.DRIFT: _style("#D55E00", "✗", v.DRIFT, "elements beyond the policy's tolerance"),
-        v.NONFINITE_MISMATCH: _style("#CC79A7", "⚠", v.NONFINITE_MISMATCH, "NaN/Inf on one side only"),
-        v.DTYPE_MISMATCH: _style("#0072B2", "⊘", v.DTYPE_MISMATCH, "output dtypes differ"),
-        v.SHAPE_MISMATCH: _style("#332288", "⊘", v.SHAPE_MISMATCH, "output shapes differ"),
-        v.ERROR: _style("#882255", "‼", v.ERROR, "the case failed on one side"),
-    }
-
-
-VERDICT_STYLES: dict[Verdict, VerdictStyle] = _verdict_styles()
-NO_RESULT = VerdictStyle("#7F7F7F", "#ffffff", "·", "no result", "no comparison for this cell")
+# Each verdict's word, meaning, colour and icon are defined once, next to ``Verdict`` (VERDICT_STYLES);
+# this is the look of a cell that has no verdict at all.
+NO_RESULT = VerdictStyle("no result", "no comparison for this cell", "#7F7F7F", "·")
 
 
 def as_verdict(value: Verdict | str | None) -> Verdict | None:
@@ -106,6 +58,17 @@ def verdict_colour(value: Verdict | str | None) -> str:
 def verdict_label(value: Verdict | str | None) -> str:
     """``✗ drift``: icon and word, never colour alone."""
     return verdict_style(value).label
+
+
+def verdict_chip_html(value: Verdict | str | None, prefix: str = "") -> str:
+    """The verdict as an HTML chip: its colour with icon and word (never colour alone), its meaning on hover.
+
+    One chip for the HTML report and the dashboard; it carries its own layout, so it needs no stylesheet.
+    """
+    style = verdict_style(value)
+    return (f"<span class='chip' style='display:inline-block;padding:0 .5em;border-radius:.7em;font-weight:600;"
+            f"white-space:nowrap;background:{style.colour};color:{style.text_colour}' "
+            f"title='{html_text(style.meaning)}'>{html_text(prefix + style.label)}</span>")
 
 
 # ---------------------------------------------------------------- numbers

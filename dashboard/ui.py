@@ -1,19 +1,24 @@
-"""Small Streamlit pieces the pages share: verdict badges, plain-text headings, one-shot messages, downloads.
+"""Small Streamlit pieces the pages share: verdict chips, plain-text headings, one-shot messages, downloads.
 
 User text reaches Markdown-rendering calls only through ``markdown_text``
 (every Markdown and HTML character escaped), or goes to ``st.text`` /
-``st.code`` / ``st.dataframe``, which never render it.
+``st.code`` / ``st.dataframe``, which never render it. The one raw HTML is
+the verdict chip, built from the verdict's own style with its text escaped.
 
 ``access_panel`` is the unlock/lock (tokens) or log in/out (OIDC) form. A
 token lives in its password box only until the button's callback reads it:
 the callback empties the box, so the token is neither kept in the session nor
-sent back to the browser, and it is never logged or shown.
+sent back to the browser, and it is never logged or shown. Wrong tokens are
+counted per client address and overall (``state.UNLOCK_ATTEMPTS``); past the
+limit a token is refused without being checked. Each refusal is logged with
+the client's address. An admin also gets "Clear caches" here: Streamlit's own
+menu entry is hidden and its message refused (``dashboard.guards``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -21,33 +26,21 @@ import streamlit as st
 
 from driftboard.core.compare import Verdict
 from driftboard.dashboard import auth, state
-from driftboard.dashboard.format import as_verdict, markdown_text, verdict_style
+from driftboard.dashboard.format import markdown_text, verdict_chip_html, verdict_style
 
 ACCESS_FLASH = "access_flash"
 TOKEN_KEY = "unlock_token"
 
 log = logging.getLogger(__name__)
 
-BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray"]
-_BADGE: dict[Verdict, BadgeColour] = {
-    Verdict.IDENTICAL: "green",
-    Verdict.WITHIN_TOLERANCE: "blue",
-    Verdict.MISSING_IN_BASELINE: "gray",
-    Verdict.INPUTS_DIFFER: "yellow",
-    Verdict.MISSING_IN_CANDIDATE: "orange",
-    Verdict.DRIFT: "red",
-    Verdict.NONFINITE_MISMATCH: "violet",
-    Verdict.DTYPE_MISMATCH: "violet",
-    Verdict.SHAPE_MISMATCH: "violet",
-    Verdict.ERROR: "red",
-}
-
 
 def verdict_badge(verdict: Verdict | str | None, prefix: str = "") -> None:
-    """The verdict as a coloured badge that also carries its icon and word (never colour alone)."""
-    v = as_verdict(verdict)
-    style = verdict_style(v)
-    st.badge(f"{prefix}{style.label}", color=_BADGE[v] if v is not None else "gray", help=style.meaning)
+    """The verdict as a chip in its colour that also carries its icon and word (never colour alone).
+
+    The HTML report's chip, not ``st.badge``: badges take only a few named colours, and a verdict has one
+    colour everywhere. The chip's text is the verdict's label and ``prefix``, both escaped.
+    """
+    st.markdown(verdict_chip_html(verdict, prefix), unsafe_allow_html=True, help=verdict_style(verdict).meaning)
 
 
 def heading(text: str, level: Literal[2, 3] = 3) -> None:
@@ -95,12 +88,21 @@ def _unlock() -> None:
         if ACCESS_FLASH not in st.session_state and not already:
             flash(ACCESS_FLASH, "info", "Enter your access token first.")
         return
+    client = state.client_address()
+    wait = state.UNLOCK_ATTEMPTS.retry_after(client)
+    if wait > 0:  # refused before any hashing: guessing costs the server nothing more
+        log.warning("dashboard: unlock attempt from %s refused unchecked: too many wrong tokens (retry in %d s)",
+                    client, math.ceil(wait))
+        flash(ACCESS_FLASH, "error", f"Too many wrong tokens: the token was not checked. Try again in "
+                                     f"{math.ceil(wait)} s.")
+        return
     member = auth.member_for_token(token.strip(), state.policy())
     if member is None:
-        log.warning("dashboard: an unlock attempt with an unknown token was refused")  # never the token
-        time.sleep(auth.REFUSAL_DELAY_SECONDS)  # read at call time, so tests can shorten it
+        state.UNLOCK_ATTEMPTS.failed(client)
+        log.warning("dashboard: unlock attempt from %s refused: unknown token", client)  # never the token
         flash(ACCESS_FLASH, "error", "That token is not valid: the dashboard stays locked.")
         return
+    log.info("dashboard: %s unlocked from %s", member.name, client)
     st.session_state[state.ACCESS_KEY] = state.Unlocked(member.name)  # the panel now says who, with a Lock button
 
 
@@ -109,13 +111,24 @@ def _lock() -> None:
     flash(ACCESS_FLASH, "info", "Locked: this session is anonymous again.")
 
 
+def _clear_caches() -> None:
+    if state.clear_caches():  # checks the role again: the button may be older than the session's role
+        log.info("dashboard: caches cleared by %s from %s", state.who() or "an admin", state.client_address())
+        flash(ACCESS_FLASH, "success", "Cleared the cached comparisons and drift matrices.")
+    else:
+        flash(ACCESS_FLASH, "error", "Only an admin may clear the caches.")
+
+
 def access_panel() -> None:
-    """Who this session is and how to change it; nothing in open mode."""
+    """Who this session is and how to change it (nothing in open mode), and an admin's "Clear caches"."""
     access = state.policy()
     if access.mode == "tokens":
         _token_panel()
     elif access.mode == "oidc":
         _oidc_panel()
+    if state.is_admin():
+        st.button("Clear caches", key="clear_caches", icon=":material/delete_sweep:", type="tertiary",
+                  on_click=_clear_caches, help="Forget cached comparisons and drift matrices (for every session).")
     show_flash(ACCESS_FLASH)
 
 

@@ -218,3 +218,30 @@ class NeverLoad:
 
     def load(self, ref: ArrayRef) -> np.ndarray:
         raise AssertionError(f"array {ref.sha256[:12]} was loaded")
+
+
+EVERY_VERDICT_POLICY = "ulp:3"
+
+
+def every_verdict(arrays: MemoryArrays) -> tuple[Run, Run]:
+    """(baseline, candidate) whose comparison under ``EVERY_VERDICT_POLICY`` reaches every verdict once:
+    the case ids name them (``c_identical``, ``c_drift``, ...)."""
+    out = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 12) + np.float32(0.1)
+    broken = out.copy()
+    broken[1, 5] = np.nan
+    pairs: dict[str, tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]] = {
+        "c_identical": (out, out.copy(), {}),
+        "c_within_tolerance": (out, bump_ulps(out, "float32", 2, where=(0, slice(0, 3))), {}),
+        "c_missing_in_baseline": (None, out, {}),
+        "c_inputs_differ": (out, out + 1, {"weights": "weights-v2"}),
+        "c_missing_in_candidate": (out, None, {}),
+        "c_drift": (out, bump_ulps(out, "float32", 4, where=(0, slice(0, 3))), {}),
+        "c_nonfinite_mismatch": (out, broken, {}),
+        "c_dtype_mismatch": (out, out.astype(np.float64), {"output_dtype": "float64"}),
+        "c_shape_mismatch": (out, out.reshape(12, 2), {}),
+        "c_error": (out, None, {"error": "RuntimeError: boom"}),
+    }
+    old = [make_case(arrays, case_id, a) for case_id, (a, _, _) in pairs.items() if a is not None]
+    new = [make_case(arrays, case_id, b, **kw) for case_id, (_, b, kw) in pairs.items()
+           if b is not None or "error" in kw]
+    return make_run(old), make_run(new, run_id="candidate", fingerprint_overrides={"numerics.mkldnn_enabled": False})

@@ -11,7 +11,9 @@ import plotly.graph_objects as go
 import pytest
 from runs_factory import bump_ulps, make_case, make_run, store
 
+from driftboard.core.audit import TimelineEvent, TimelinePoint
 from driftboard.core.compare import NAN_DISTANCE, LayerDivergence, Verdict, compare_runs, ulp_distance
+from driftboard.core.compare.verdict import text_colour_on
 from driftboard.core.run import MemoryArrays
 from driftboard.dashboard import charts
 from driftboard.dashboard.format import (
@@ -22,7 +24,6 @@ from driftboard.dashboard.format import (
     markdown_text,
     plotly_text,
     safe_text,
-    text_colour_on,
     verdict_label,
 )
 
@@ -285,18 +286,18 @@ def test_drift_matrix_empty_is_explained() -> None:
 
 def test_machine_timeline_has_one_marker_per_event() -> None:
     points = [
-        charts.TimelinePoint("r1", "2026-01-05T09:00:00+00:00", "golden", is_golden=True),
-        charts.TimelinePoint("r2", "2026-01-12T09:00:00+00:00", drifted=0, compared=18, worst=Verdict.IDENTICAL,
-                             ulp_max=0),
-        charts.TimelinePoint("r3", "2026-02-02T09:00:00+00:00", drifted=4, failing=1, compared=18,
-                             worst=Verdict.DRIFT, ulp_max=512),
-        charts.TimelinePoint("r4", "2026-03-01T09:00:00+00:00", drifted=5, compared=18, worst=Verdict.DRIFT,
-                             ulp_max=1024),
+        TimelinePoint("r1", "2026-01-05T09:00:00+00:00", "golden", is_golden=True),
+        TimelinePoint("r2", "2026-01-12T09:00:00+00:00", drifted=0, compared=18, worst=Verdict.IDENTICAL,
+                      ulp_max=0),
+        TimelinePoint("r3", "2026-02-02T09:00:00+00:00", drifted=4, failing=1, compared=18,
+                      worst=Verdict.DRIFT, ulp_max=512),
+        TimelinePoint("r4", "2026-03-01T09:00:00+00:00", drifted=5, compared=18, worst=Verdict.DRIFT,
+                      ulp_max=1024),
     ]
     events = [
-        charts.TimelineEvent("r2", "r3", points[1].captured_at, points[2].captured_at, ("NVIDIA driver 535 → 580",)),
-        charts.TimelineEvent("r3", "r4", points[2].captured_at, points[3].captured_at,
-                             ("torch 2.3 → 2.4", "oneDNN 3.3 → 3.5", "BLAS a → b")),
+        TimelineEvent("r2", "r3", points[1].captured_at, points[2].captured_at, ("NVIDIA driver 535 → 580",)),
+        TimelineEvent("r3", "r4", points[2].captured_at, points[3].captured_at,
+                      ("torch 2.3 → 2.4", "oneDNN 3.3 → 3.5", "BLAS a → b")),
     ]
     fig = charts.machine_timeline(points, events)
     runs = fig.data[0]

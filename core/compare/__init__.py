@@ -16,7 +16,7 @@ from driftboard.core.compare.rates import FieldRates, ValueRate, drift_rates
 from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo, compare_case, compare_runs
 from driftboard.core.compare.text_report import case_report, junit_xml
 from driftboard.core.compare.ulp import NAN_DISTANCE, ulp_distance
-from driftboard.core.compare.verdict import FAIL_ON, Verdict
+from driftboard.core.compare.verdict import FAIL_ON, VERDICT_STYLES, Verdict, VerdictStyle
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -24,6 +24,7 @@ __all__ = [
     "FAIL_ON",
     "FIELD_RULES",
     "NAN_DISTANCE",
+    "VERDICT_STYLES",
     "CaseComparison",
     "EnvChange",
     "EnvDiff",
@@ -38,6 +39,7 @@ __all__ = [
     "Tolerance",
     "ValueRate",
     "Verdict",
+    "VerdictStyle",
     "WorstElement",
     "case_report",
     "compare_arrays",
