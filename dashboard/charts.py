@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +45,7 @@ from driftboard.dashboard.format import (
 )
 
 if TYPE_CHECKING:
+    from driftboard.core.audit import TimelineEvent, TimelinePoint
     from driftboard.core.compare.runs import CaseComparison
 
 # Okabe-Ito (colour-blind safe) roles; verdict colours live in dashboard.format.
@@ -632,73 +633,6 @@ def selected_cells(fig: go.Figure | Mapping[str, Any], points: Sequence[Mapping[
 # ---------------------------------------------------------------- machine timeline
 
 
-@dataclass(frozen=True)
-class TimelinePoint:
-    """One run of a machine, against the golden."""
-
-    run_id: str
-    captured_at: str  # ISO 8601
-    label: str = ""
-    drifted: int = 0  # cases whose outputs are no longer bitwise identical (core.compare's "drifted")
-    failing: int = 0  # cases at or past --fail-on drift (beyond tolerance, missing, errors)
-    compared: int = 0  # cases in the comparison
-    worst: Verdict | None = None  # None: not compared (no golden, or this run is the golden)
-    ulp_max: int | None = None
-    is_golden: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "captured_at": self.captured_at,
-            "label": self.label,
-            "drifted": self.drifted,
-            "failing": self.failing,
-            "compared": self.compared,
-            "worst": self.worst.value if self.worst else None,
-            "ulp_max": self.ulp_max,
-            "is_golden": self.is_golden,
-        }
-
-
-@dataclass(frozen=True)
-class TimelineEvent:
-    """An environment change between two consecutive runs of a machine."""
-
-    before_run_id: str
-    after_run_id: str
-    before_at: str
-    after_at: str
-    changes: tuple[str, ...]  # "NVIDIA driver 535 → 580", numerics-relevant first
-    keys: tuple[str, ...] = field(default=())  # the fingerprint keys behind them
-
-    @property
-    def label(self) -> str:
-        """Short marker text: the first two changes and how many more."""
-        shown = list(self.changes[:2])
-        if len(self.changes) > 2:
-            shown.append(f"+{len(self.changes) - 2} more")
-        return "; ".join(shown)
-
-    @property
-    def at(self) -> str:
-        """Where the marker goes: halfway between the two runs (the change happened in between)."""
-        a, b = parse_time(self.before_at), parse_time(self.after_at)
-        if a is None or b is None:
-            return self.after_at
-        return (a + (b - a) / 2).isoformat()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "before_run_id": self.before_run_id,
-            "after_run_id": self.after_run_id,
-            "before_at": self.before_at,
-            "after_at": self.after_at,
-            "label": self.label,
-            "changes": list(self.changes),
-            "keys": list(self.keys),
-        }
-
-
 TimelineMetric = Literal["drifted", "failing", "ulp_max"]
 _METRIC_TITLES = {
     "drifted": "cases differing from the golden",
@@ -714,7 +648,7 @@ def machine_timeline(
     title: str = "Machine history against the golden",
 ) -> go.Figure:
     """A machine's runs over time (y: drifted cases, failing cases or worst ULP) with environment
-    changes as labelled vertical markers, one per event."""
+    changes as labelled vertical markers, one per event (both from ``core.audit``)."""
     if not points:
         return empty_figure(title, "No runs of this machine yet: capture and push one to start its history.")
     ordered = sorted(points, key=lambda p: (parse_time(p.captured_at) or parse_time("1970-01-01"), p.run_id))

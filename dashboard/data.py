@@ -1,4 +1,4 @@
-"""What the pages compute from the store, without Streamlit: the drift matrix, run choices, machine audits.
+"""What the pages compute from the store, without Streamlit: the drift matrix and run choices.
 
 Everything goes through ``db.store.Store`` and ``core.compare``; the pages
 cache the results (``dashboard.state``) and only lay them out.
@@ -11,15 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from driftboard.core.compare import RunComparison, RunInfo, compare_runs, parse_policy
+from driftboard.core.compare import compare_runs, parse_policy
 from driftboard.core.errors import NotFoundError
 from driftboard.core.run import Run
-from driftboard.dashboard import html_report
 from driftboard.dashboard.format import case_key_text, fmt_abs, fmt_count, fmt_rel, fmt_time, fmt_ulp, safe_text
 from driftboard.db.store import Golden, RunFilter, RunSummary, Store
-
-Compare = Callable[[str, str], RunComparison]  # (baseline run id, candidate run id) -> comparison
-
 
 # ---------------------------------------------------------------- naming runs
 
@@ -188,65 +184,3 @@ def matrix_label(run: RunSummary) -> str:
     if run.variant and run.variant != "default":
         parts.append(run.variant)
     return safe_text(" · ".join(p for p in parts if p), 80)
-
-
-# ---------------------------------------------------------------- machine audit
-
-
-@dataclass(frozen=True)
-class AuditRun:
-    """What ``html_report.machine_audit`` needs of a run: identity, time, label and fingerprint."""
-
-    run_id: str
-    created_at: str
-    label: str
-    fingerprint: dict[str, Any]
-
-
-def machine_audit(store: Store, machine: str, compare: Compare, *, limit: int = 100,
-                  golden_name: str = "default") -> html_report.MachineAudit:
-    """The newest ``limit`` runs of ``machine`` against the golden that applies to them, with one event per
-    numerics-relevant environment change between consecutive runs and, for each event, the run after it
-    compared with the run before it."""
-    history = store.machine_history(machine, golden=golden_name)[-limit:]
-    name = history[-1].hostname if history and history[-1].hostname else machine
-    golden = _audit_golden(store, history, golden_name)
-    runs = _audit_runs(store, history)
-    comparisons: dict[str, RunComparison] = {}
-    golden_info = None
-    if golden is not None:
-        golden_run, _ = store.load_run(golden.run_id)
-        golden_info = RunInfo.of(golden_run)
-        for run in history:
-            same = (run.suite_id, run.suite_version, run.device_class) == (
-                golden.key.suite_id, golden.key.suite_version, golden.key.device_class)
-            if same and run.case_count and run.run_id != golden.run_id:
-                comparisons[run.run_id] = compare(golden.run_id, run.run_id)
-    audit = html_report.machine_audit(name, runs, comparisons, golden=golden_info)
-    with_cases = {run.run_id for run in history if run.case_count}
-    across = {e.event.after_run_id: compare(e.event.before_run_id, e.event.after_run_id) for e in audit.events
-              if {e.event.before_run_id, e.event.after_run_id} <= with_cases}
-    if across:
-        audit = html_report.machine_audit(name, runs, comparisons, golden=golden_info, across=across)
-    return audit
-
-
-def _audit_golden(store: Store, history: Sequence[RunSummary], name: str) -> Golden | None:
-    """The golden of the machine's newest run that has cases."""
-    for run in reversed(history):
-        if run.case_count:
-            return store.golden_for(run.run_id, name=name)
-    return None
-
-
-def _audit_runs(store: Store, history: Sequence[RunSummary]) -> list[AuditRun]:
-    """The runs with their fingerprints, each distinct environment read once."""
-    fingerprints: dict[str, dict[str, Any]] = {}
-    out = []
-    for run in history:
-        digest = run.environment.digest
-        if digest not in fingerprints:
-            loaded, _ = store.load_run(run.run_id)
-            fingerprints[digest] = loaded.fingerprint
-        out.append(AuditRun(run.run_id, run.created_at, run.label, fingerprints[digest]))
-    return out

@@ -7,30 +7,29 @@ the data the report was built from is embedded as JSON
 came from a user or a bundle (labels, notes, hostnames, tags, case ids,
 fingerprint values) is escaped. Colours follow ``prefers-color-scheme``.
 
-Pure functions over ``core.compare`` results: no Streamlit, no torch.
+Pure functions over ``core.compare`` and ``core.audit`` results: no Streamlit, no torch.
 
     html = comparison_report_html([result], runs={run.run_id: (run, arrays), ...})
-    audit = machine_audit("gpu-node-3", runs, comparisons_by_run_id)
-    html = machine_report_html(audit)
+    html = machine_report_html(db.audit.audit_machine(store, "gpu-node-3"))
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from driftboard import __version__
-from driftboard.core.compare.envdiff import diff_environments
+from driftboard.core.audit import AuditEvent, MachineAudit, TimelinePoint, audit_json
 from driftboard.core.compare.metrics import worst_elements
 from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo
 from driftboard.core.compare.verdict import Verdict
+from driftboard.core.documents import document
 from driftboard.core.run import ArraySource, Run
+from driftboard.core.version import __version__
 from driftboard.dashboard import charts
 from driftboard.dashboard.format import (
     MISSING,
@@ -42,11 +41,11 @@ from driftboard.dashboard.format import (
     fmt_time,
     fmt_ulp,
     html_text,
-    parse_time,
-    verdict_style,
+    verdict_chip_html,
 )
 
 REPORT_VERSION = 1
+REPORT_FORMAT = "driftboard.comparison_report"  # core.documents; docs/JSON.md
 CaseKey = tuple[str, str, str]
 RunSources = Mapping[str, tuple[Run, ArraySource]]  # run id -> the run and where its arrays live
 
@@ -57,15 +56,16 @@ RunSources = Mapping[str, tuple[Run, ArraySource]]  # run id -> the run and wher
 def comparison_report_json(
     comparisons: Sequence[RunComparison], *, title: str | None = None, generated_at: str | None = None
 ) -> dict[str, Any]:
-    """The data behind a comparison report: JSON-ready (no NaN or infinity), versioned."""
-    return {
-        "kind": "driftboard.comparison_report",
+    """The data behind a comparison report: JSON-ready (no NaN or infinity), in the envelope of
+    ``driftboard.comparison_report`` (``kind`` and ``report_version`` stay for readers that predate it)."""
+    return document(REPORT_FORMAT, {
+        "kind": REPORT_FORMAT,
         "report_version": REPORT_VERSION,
         "tool_version": __version__,
         "title": title or _comparison_title(comparisons),
         "generated_at": generated_at or _now(),
         "comparisons": [c.to_json() for c in comparisons],
-    }
+    })
 
 
 def comparison_report_html(
@@ -274,174 +274,18 @@ def _worst_table(base: tuple[Run, ArraySource], cand: tuple[Run, ArraySource], b
 # ---------------------------------------------------------------- machine audit
 
 
-class RunLike(Protocol):
-    """What the audit needs of a run: a ``core.run.Run`` or any row with these attributes."""
-
-    run_id: str
-    created_at: str
-    label: str
-    fingerprint: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class VerdictChange:
-    key: CaseKey
-    before: Verdict | None  # None: not in the comparison
-    after: Verdict | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"case": list(self.key), "before": self.before.value if self.before else None,
-                "after": self.after.value if self.after else None}
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """An environment change with the machine's drift against the golden just before and just after it."""
-
-    event: charts.TimelineEvent
-    before: charts.TimelinePoint
-    after: charts.TimelinePoint
-    verdict_changes: tuple[VerdictChange, ...]  # cases whose verdict against the golden changed
-    across: RunComparison | None = None  # the run after against the run before, when given
-
-    @property
-    def changed_results(self) -> bool | None:
-        """Did the outputs change across the event? From ``across`` when given, else from the verdicts
-        against the golden (None when either side was not compared)."""
-        if self.across is not None:
-            return any(c.verdict is not Verdict.IDENTICAL for c in self.across.cases)
-        if self.before.worst is None and not self.before.is_golden:
-            return None
-        if self.after.worst is None and not self.after.is_golden:
-            return None
-        return bool(self.verdict_changes)
-
-    def conclusion(self) -> str:
-        if self.across is not None:
-            moved = [c for c in self.across.cases if c.verdict is not Verdict.IDENTICAL]
-            if not moved:
-                return (f"All {len(self.across.cases)} cases are bitwise identical before and after: this change "
-                        "did not change results.")
-            return (f"{len(moved)} of {len(self.across.cases)} cases differ between the run before and the run "
-                    f"after (worst: {self.across.worst.value}): this change changed results.")
-        if (self.before.worst is None and not self.before.is_golden) or (
-                self.after.worst is None and not self.after.is_golden):
-            return "One side was not compared with the golden: no conclusion."
-        if not self.verdict_changes:
-            return (f"No case changed its verdict against the golden ({self.before.drifted} → {self.after.drifted} "
-                    "cases differing).")
-        return (f"{len(self.verdict_changes)} case(s) changed verdict against the golden "
-                f"({self.before.drifted} → {self.after.drifted} cases differing).")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "event": self.event.to_json(),
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
-            "verdict_changes": [v.to_json() for v in self.verdict_changes],
-            "conclusion": self.conclusion(),
-            "across": self.across.to_json() if self.across is not None else None,
-        }
-
-
-@dataclass(frozen=True)
-class MachineAudit:
-    """One machine's history against a golden run: points over time and environment-change events."""
-
-    machine: str
-    golden: RunInfo | None
-    points: tuple[charts.TimelinePoint, ...]  # oldest first
-    events: tuple[AuditEvent, ...]
-    comparisons: Mapping[str, RunComparison]  # run id -> that run against the golden
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "machine": self.machine,
-            "golden": self.golden.to_json() if self.golden else None,
-            "points": [p.to_json() for p in self.points],
-            "events": [e.to_json() for e in self.events],
-        }
-
-
-def machine_audit(
-    machine: str,
-    runs: Sequence[RunLike],
-    comparisons: Mapping[str, RunComparison] | Sequence[RunComparison],
-    *,
-    golden: RunInfo | None = None,
-    across: Mapping[str, RunComparison] | None = None,
-) -> MachineAudit:
-    """A machine's runs (any order) with their comparisons against the golden (by candidate run id),
-    turned into timeline points and one event per numerics-relevant environment change between
-    consecutive runs. ``across`` optionally maps a run id to its comparison against the previous run."""
-    by_id = dict(comparisons) if isinstance(comparisons, Mapping) else {c.candidate.run_id: c for c in comparisons}
-    if golden is None:
-        golden = next((c.baseline for c in by_id.values()), None)
-    ordered = sorted(runs, key=lambda r: (parse_time(r.created_at) or datetime.min.replace(tzinfo=UTC),
-                                          r.run_id))
-    points = tuple(_point(run, by_id.get(run.run_id), golden) for run in ordered)
-    events = []
-    for i in range(1, len(ordered)):
-        prev, run = ordered[i - 1], ordered[i]
-        changes = diff_environments(prev.fingerprint, run.fingerprint).numerics
-        if not changes:
-            continue
-        event = charts.TimelineEvent(prev.run_id, run.run_id, prev.created_at, run.created_at,
-                                     tuple(c.text for c in changes), tuple(c.key for c in changes))
-        events.append(AuditEvent(event, points[i - 1], points[i],
-                                 _verdict_changes(by_id.get(prev.run_id), by_id.get(run.run_id)),
-                                 (across or {}).get(run.run_id)))
-    return MachineAudit(machine, golden, points, tuple(events), by_id)
-
-
-def _point(run: RunLike, comparison: RunComparison | None, golden: RunInfo | None) -> charts.TimelinePoint:
-    is_golden = golden is not None and run.run_id == golden.run_id
-    if comparison is None:
-        return charts.TimelinePoint(run.run_id, run.created_at, run.label, is_golden=is_golden)
-    ulps = [c.metrics.ulp_max for c in comparison.cases if c.metrics is not None]
-    return charts.TimelinePoint(
-        run.run_id, run.created_at, run.label,
-        drifted=sum(1 for c in comparison.cases if c.verdict.changed),
-        failing=len(comparison.failing("drift")),
-        compared=len(comparison.cases),
-        worst=comparison.worst,
-        ulp_max=max(ulps) if ulps else None,
-        is_golden=is_golden,
-    )
-
-
-def _verdict_changes(before: RunComparison | None, after: RunComparison | None) -> tuple[VerdictChange, ...]:
-    if before is None or after is None:
-        return ()
-    old = {c.key: c.verdict for c in before.cases}
-    new = {c.key: c.verdict for c in after.cases}
-    keys = sorted(old.keys() | new.keys())
-    return tuple(VerdictChange(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
-
-
-def machine_report_json(audit: MachineAudit, *, title: str | None = None,
-                        generated_at: str | None = None) -> dict[str, Any]:
-    """The data behind a machine report: JSON-ready, versioned."""
-    return {
-        "kind": "driftboard.machine_report",
-        "report_version": REPORT_VERSION,
-        "tool_version": __version__,
-        "title": title or f"driftboard audit: {audit.machine}",
-        "generated_at": generated_at or _now(),
-        **audit.to_json(),
-    }
-
-
 def machine_report_html(audit: MachineAudit, *, title: str | None = None, generated_at: str | None = None) -> str:
-    """The hardware-upgrade audit as one self-contained HTML page: timeline, events with drift
-    before and after each, and every run against the golden."""
-    data = machine_report_json(audit, title=title, generated_at=generated_at)
-    doc = _Document(data["title"])
-    doc.add(f"<h1>{html_text(data['title'])}</h1>")
+    """The hardware-upgrade audit (``core.audit``) as one self-contained HTML page: timeline, events with
+    drift before and after each, and every run against the golden; its JSON document is embedded."""
+    data = audit_json(audit, generated_at=generated_at)
+    title = title or f"driftboard audit: {audit.machine}"
+    doc = _Document(title)
+    doc.add(f"<h1>{html_text(title)}</h1>")
     doc.add(_meta_line(data["generated_at"]))
     golden = audit.golden
     doc.add("<p>Golden baseline: " + (f"<strong>{html_text(golden.name)}</strong> ({html_text(golden.hostname or '')}"
-                                       f", {fmt_time(golden.created_at)})" if golden else "none chosen") + "</p>")
+                                       f", {fmt_time(golden.created_at)})" if golden else "none chosen")
+            + f"; policy <code>{html_text(str(audit.policy))}</code></p>")
     if audit.points:
         span = f"{fmt_time(audit.points[0].captured_at)} to {fmt_time(audit.points[-1].captured_at)}"
         doc.add(f"<p>{len(audit.points)} runs from {span}; {len(audit.events)} environment change(s).</p>")
@@ -487,13 +331,13 @@ def _event_section(doc: _Document, number: int, audit_event: AuditEvent) -> None
     doc.add("</section>")
 
 
-def _point_chip(p: charts.TimelinePoint) -> str:
+def _point_chip(p: TimelinePoint) -> str:
     if p.is_golden:
         return "golden"
     return _chip(p.worst) if p.worst is not None else "not compared"
 
 
-def _points_table(points: Sequence[charts.TimelinePoint]) -> str:
+def _points_table(points: Sequence[TimelinePoint]) -> str:
     rows = "".join(
         f"<tr><td>{fmt_time(p.captured_at)}</td><td><code>{html_text(p.run_id)}</code></td>"
         f"<td>{html_text(p.label)}</td><td>{_point_chip(p)}</td>"
@@ -510,10 +354,8 @@ def _points_table(points: Sequence[charts.TimelinePoint]) -> str:
 
 
 def _chip(verdict: Verdict | str | None) -> str:
-    """A verdict as coloured chip with icon and word (never colour alone)."""
-    style = verdict_style(verdict)
-    return (f"<span class='chip' style='background:{style.colour};color:{style.text_colour}' "
-            f"title='{html_text(style.meaning)}'>{html_text(style.label)}</span>")
+    """A verdict as coloured chip with icon and word (never colour alone): the dashboard's chip too."""
+    return verdict_chip_html(verdict)
 
 
 def _meta_line(generated_at: str) -> str:
@@ -554,7 +396,6 @@ table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
 th, td { border-bottom: 1px solid var(--border); padding: .3rem .6rem; text-align: left; vertical-align: top; }
 thead th { background: var(--panel); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.chip { display: inline-block; padding: 0 .5em; border-radius: .7em; font-weight: 600; white-space: nowrap; }
 .note { border-left: 3px solid #E69F00; padding-left: .6rem; }
 .case, .event { border-top: 1px solid var(--border); padding-top: .4rem; margin-top: 1rem; }
 /* auto-fill, not auto-fit: a chart drawn while the page is still loading must already get its final width */

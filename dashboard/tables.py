@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 from pandas.io.formats.style import Styler
 
+from driftboard.core.audit import MachineAudit
 from driftboard.core.compare import EnvChange, LikelyCause, RunComparison
-from driftboard.dashboard import html_report
 from driftboard.dashboard.format import (
     MISSING,
     NO_RESULT,
@@ -154,7 +154,7 @@ def causes_frame(causes: Sequence[LikelyCause]) -> pd.DataFrame:
 # ---------------------------------------------------------------- machine audit
 
 
-def audit_events_frame(audit: html_report.MachineAudit) -> pd.DataFrame:
+def audit_events_frame(audit: MachineAudit) -> pd.DataFrame:
     """One row per environment change: what changed, drift against the golden before and after, and what
     the change did to the results."""
     rows = []
@@ -180,7 +180,7 @@ def _point_text(point: Any) -> str:
     return f"{verdict_label(point.worst)}: {fmt_count(point.drifted, point.compared)} cases differ"
 
 
-def audit_points_frame(audit: html_report.MachineAudit) -> pd.DataFrame:
+def audit_points_frame(audit: MachineAudit) -> pd.DataFrame:
     rows = []
     for p in reversed(audit.points):  # newest first, like the Runs page
         rows.append({

@@ -13,6 +13,7 @@ import pytest
 from runs_factory import bump_ulps, default_suite, make_case, make_run, store
 
 from driftboard.cli import main
+from driftboard.core.audit import audit_json, machine_audit
 from driftboard.core.bundle import write_bundle
 from driftboard.core.compare import Verdict, compare_runs
 from driftboard.core.processes import driftboard_command
@@ -20,9 +21,7 @@ from driftboard.core.run import MemoryArrays, Run
 from driftboard.dashboard.html_report import (
     comparison_report_html,
     comparison_report_json,
-    machine_audit,
     machine_report_html,
-    machine_report_json,
 )
 
 HOSTILE = "<script>alert(1)</script>"
@@ -178,7 +177,8 @@ def test_machine_report_is_self_contained_escaped_and_round_trips() -> None:
     assert HOSTILE not in page and html.escape(HOSTILE) in page
     assert "NVIDIA driver 535.104 → 580.65" in page
     assert page.count("Plotly.newPlot(") == 2  # drifted cases and worst ULP over time
-    data = machine_report_json(audit, generated_at=WHEN)
+    data = audit_json(audit, generated_at=WHEN)
+    assert data["format"] == "driftboard.audit" and data["schema_version"] == 1
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     assert embedded_data(page) == data
     assert len(data["events"]) == 2 and data["events"][0]["after"]["run_id"] == "m3"

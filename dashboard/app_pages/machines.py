@@ -4,8 +4,10 @@ import json
 
 import streamlit as st
 
-from driftboard.dashboard import charts, data, html_report, state, tables, ui
+from driftboard.core.audit import audit_json
+from driftboard.dashboard import charts, html_report, state, tables, ui
 from driftboard.dashboard.format import fmt_time, safe_text
+from driftboard.db.audit import audit_machine
 
 METRICS = {"drifted": "cases differing from the golden", "failing": "cases beyond tolerance",
            "ulp_max": "worst ULP distance"}
@@ -36,7 +38,7 @@ st.query_params["machine"] = machine
 st.session_state["_machine_param"] = machine
 
 with state.guard():
-    audit = data.machine_audit(store, machine, state.compare, limit=int(limit))
+    audit = audit_machine(store, machine, limit=int(limit), compare=state.compare)
 
 if audit.golden is None:
     st.info("No golden applies to this machine's runs: mark a run as the golden on the Runs page to see drift "
@@ -45,7 +47,7 @@ else:
     st.caption(f"Against the golden {audit.golden.run_id} ({safe_text(audit.golden.label or audit.golden.hostname)}"
                f", {fmt_time(audit.golden.created_at)}).")
 events = [e.event for e in audit.events]
-if any(p.worst is not None or p.is_golden for p in audit.points):
+if any(p.compared_with_golden for p in audit.points):
     st.plotly_chart(charts.machine_timeline(audit.points, events, y=metric,
                                             title=f"{audit.machine}: {METRICS[metric]}"),
                     key="machine_timeline", config={"displaylogo": False})
@@ -69,4 +71,4 @@ else:
 ui.heading("Runs")
 st.dataframe(tables.styled(tables.audit_points_frame(audit)), hide_index=True, key="machine_runs")
 ui.downloads("machine_report", f"driftboard-audit-{machine[:12]}", lambda: html_report.machine_report_html(audit),
-             lambda: json.dumps(html_report.machine_report_json(audit), indent=2, allow_nan=False, ensure_ascii=False))
+             lambda: json.dumps(audit_json(audit), indent=2, allow_nan=False, ensure_ascii=False))
