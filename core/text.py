@@ -22,3 +22,14 @@ def _escape(match: re.Match[str]) -> str:
 def inert(text: str) -> str:
     """``text`` with every control character (but newline and tab) shown as its escape."""
     return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), @SUM(...)).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell for CSV export that a spreadsheet shows rather than runs (numbers pass unchanged)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -7,6 +7,7 @@ text, never as HTML or Markdown.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from pandas.io.formats.style import Styler
 
 from driftboard.core.audit import MachineAudit
 from driftboard.core.compare import EnvChange, LikelyCause, RunComparison
+from driftboard.core.text import spreadsheet_safe
 from driftboard.dashboard.format import (
     MISSING,
     NO_RESULT,
@@ -42,6 +44,15 @@ def styled(frame: pd.DataFrame, columns: Sequence[str] = (VERDICT,)) -> Styler |
     if frame.empty or not present:
         return frame
     return frame.style.map(lambda value: _CELL_STYLES.get(value, ""), subset=present)
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The frame as CSV for a spreadsheet: text cells that would run as formulas are shown as text.
+
+    driftboard's own export: Streamlit's built-in table download is turned off
+    (``serve`` passes ``client.disableDataExport``) because it writes cells as they are.
+    """
+    return frame.map(spreadsheet_safe).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode("utf-8")
 
 
 def _text(value: Any, limit: int = 200) -> str:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from driftboard.core.audit import audit_json
 from driftboard.dashboard import charts, html_report, state, tables, ui
-from driftboard.dashboard.format import fmt_time, safe_text
+from driftboard.dashboard.format import fmt_time, markdown_text, safe_text
 from driftboard.db.audit import audit_machine
 
 METRICS = {"drifted": "cases differing from the golden", "failing": "cases beyond tolerance",
@@ -44,7 +44,7 @@ if audit.golden is None:
     st.info("No golden applies to this machine's runs: mark a run as the golden on the Runs page to see drift "
             "against it. Environment changes are listed below.", icon=":material/info:")
 else:
-    st.caption(f"Against the golden {audit.golden.run_id} ({safe_text(audit.golden.label or audit.golden.hostname)}"
+    st.caption(f"Against the golden {audit.golden.run_id} ({markdown_text(audit.golden.label or audit.golden.hostname)}"
                f", {fmt_time(audit.golden.created_at)}).")
 events = [e.event for e in audit.events]
 if any(p.compared_with_golden for p in audit.points):

@@ -60,10 +60,14 @@ if not page.total:
 
 st.caption(f"{page.total:,} runs · page {page.page} of {page.pages} · newest first · verdict: worst case "
            "verdict against the golden of the run's suite and device class")
-st.dataframe(tables.styled(tables.runs_frame(page.runs, golden_ids)), hide_index=True, key="runs_table")
-c = st.columns([1, 1, 4])
+runs_frame = tables.runs_frame(page.runs, golden_ids)
+st.dataframe(tables.styled(runs_frame), hide_index=True, key="runs_table")
+c = st.columns([1, 1, 2, 2])
 c[0].number_input("Page", min_value=1, max_value=page.pages, step=1, key="runs_page")
 c[1].selectbox("Runs per page", PER_PAGE, index=PER_PAGE.index(50), key="runs_per_page")
+c[3].download_button("Download this page (CSV)", data=lambda: tables.csv_bytes(runs_frame),
+                     file_name=f"driftboard-runs-page-{page.page}.csv", mime="text/csv", key="runs_csv",
+                     on_click="ignore", icon=":material/download:")
 
 with st.expander(f"Goldens ({len(goldens)})", icon=":material/star:"):
     if goldens:
