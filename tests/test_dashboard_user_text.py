@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from db_factory import copy_sqlite, fingerprint, make_bundle, machine_key
+from db_factory import copy_sqlite, fingerprint, machine_key, make_bundle
 from streamlit.testing.v1 import AppTest
 
 import driftboard.dashboard
