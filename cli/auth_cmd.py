@@ -11,7 +11,8 @@ def auth() -> None:
 
     \b
     Example:
-      driftboard auth hash-token --name alice --role admin >> driftboard-auth.toml
+      driftboard auth hash-token --name alice --role admin >> team-auth.toml
+      driftboard serve --auth team-auth.toml
     """
 
 
@@ -20,14 +21,16 @@ def auth() -> None:
 @click.option("--role", type=click.Choice(["viewer", "uploader", "admin"]), default="uploader", show_default=True,
               help="What the token unlocks.")
 def hash_token_cmd(name: str, role: str) -> None:
-    """Make a new random token and print the configuration line holding only its hash.
+    """Make a new random token and print the access-file entry holding only its hash.
 
     The token itself goes to stderr, once: hand it to the team member. The
-    line on stdout belongs under [tokens] in the access configuration file.
+    entry on stdout is a [tokens.NAME] table, so appending it to the access
+    file (a new one or not) is enough: a file holding tokens serves in mode
+    tokens. Settings such as view = "viewer" go at the top of the file.
 
     \b
     Example:
-      driftboard auth hash-token --name ci-runner --role uploader
+      driftboard auth hash-token --name ci-runner --role uploader >> team-auth.toml
     """
     import re
 
@@ -37,4 +40,6 @@ def hash_token_cmd(name: str, role: str) -> None:
         raise click.BadParameter("use letters, digits, - and _ (at most 64)", param_hint="--name")
     token = new_token()
     click.echo(f"token for {name} (shown once, give it to them): {token}", err=True)
-    click.echo(f'{name} = {{ role = "{role}", hash = "{hash_token(token)}" }}')
+    # A table of its own lands in [tokens] wherever it is appended; the blank line first keeps it off
+    # the end of a file that lacks a final newline.
+    click.echo(f'\n[tokens.{name}]\nrole = "{role}"\nhash = "{hash_token(token)}"')

@@ -10,12 +10,18 @@ The access configuration (``--auth``, else ``$DRIFTBOARD_AUTH_FILE``) is read
 here too, so a broken file is one line on the terminal, and its path is handed
 to the dashboard in ``$DRIFTBOARD_AUTH_FILE``. ``exposure_warnings`` says
 what is wrong with the combination of address and policy.
+
+Streamlit runs ``dashboard/served.py``: the app behind driftboard's guards
+(``dashboard.guards``), which answer only the Host names computed here
+(handed over in ``$DRIFTBOARD_ALLOWED_HOSTS``: loopback names on loopback,
+``--public-name`` values, this machine's names on a network) and refuse
+Streamlit's "Clear cache" message; Streamlit's menu, which offers it, is
+hidden (``client.toolbarMode=minimal``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import os
 import socket
 import sys
@@ -26,9 +32,11 @@ import click
 
 from driftboard.cli.db_cmd import db_option
 from driftboard.core.processes import python_command
+from driftboard.dashboard.guards import is_host_name, is_loopback
 
 if TYPE_CHECKING:
     from driftboard.dashboard.auth import AccessPolicy
+    from driftboard.dashboard.guards import HostRule
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
@@ -41,29 +49,44 @@ def app_path() -> Path:
     return Path(driftboard.dashboard.__file__).with_name("app.py")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def served_path() -> Path:
+    """What ``streamlit run`` is given: the ``st.App`` around ``app.py`` with driftboard's guards."""
+    return app_path().with_name("served.py")
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line (configuration in flags, so no config file can loosen it)."""
-    from driftboard.dashboard.uploads import MAX_UPLOAD_MB
+    from driftboard.core.bundle import DEFAULT_LIMITS
 
     return [
-        *python_command("-m", "streamlit", "run", str(app_path())),
+        *python_command("-m", "streamlit", "run", str(served_path())),
         "--server.headless=true",
         f"--server.address={host}",
         f"--server.port={port}",
         "--server.fileWatcherType=none",
-        f"--server.maxUploadSize={MAX_UPLOAD_MB}",
+        f"--server.maxUploadSize={DEFAULT_LIMITS.upload_mb}",
+        "--server.enableCORS=true",
+        "--server.enableXsrfProtection=true",
+        "--client.toolbarMode=minimal",  # no menu, so no "Clear cache" entry (refused server-side too)
         "--browser.gatherUsageStats=false",
+        "--client.disableDataExport=true",  # its CSV writes formulas as they are: pages offer tables.csv_bytes
         "--global.showWarningOnDirectExecution=false",
     ]
+
+
+def allowed_hosts(host: str, public_names: tuple[str, ...]) -> HostRule:
+    """The Host names the dashboard answers to (``dashboard.guards.host_rule`` with this machine's names)."""
+    from driftboard.dashboard.guards import host_rule
+
+    return host_rule(host, public_names, (socket.gethostname(), socket.getfqdn()))
+
+
+def _public_name(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not is_host_name(value):
+            raise click.BadParameter(f"{value!r} is not a host name (no scheme, port or path: "
+                                     "dashboard.example.com)", ctx, param)
+    return values
 
 
 def exposure_warnings(host: str, port: int, policy: AccessPolicy, secrets_dirs: tuple[Path, ...] | None = None,
@@ -112,7 +135,11 @@ def browse_url(host: str, port: int) -> str:
 @click.option("--auth", "auth_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Access configuration (TOML: mode tokens or oidc, roles per action) [default: "
                    "DRIFTBOARD_AUTH_FILE, else open: everyone may do everything].")
-def serve(db_url: str | None, port: int, host: str, auth_file: Path | None) -> None:
+@click.option("--public-name", "public_names", multiple=True, callback=_public_name, metavar="NAME",
+              help="A host name people reach the dashboard by (a DNS name, a reverse proxy's name); repeatable. "
+                   "Requests naming any other host are refused (DNS rebinding). Default: the loopback names on "
+                   "loopback; this machine's names and IP addresses on a network.")
+def serve(db_url: str | None, port: int, host: str, auth_file: Path | None, public_names: tuple[str, ...]) -> None:
     """Start the dashboard in the browser on the database.
 
     Runs the Streamlit app on this machine's loopback address by default and
@@ -122,20 +149,22 @@ def serve(db_url: str | None, port: int, host: str, auth_file: Path | None) -> N
     upgrades it. Without --auth everyone who reaches the page may upload,
     mark goldens and delete (serve warns when that is beyond this machine);
     with it, those actions need a role (tokens or OIDC login): see
-    docs/DEPLOY.md.
+    docs/DEPLOY.md. The dashboard answers only requests that name it
+    (--public-name NAME for a name other than this machine's).
 
     \b
     Examples:
       driftboard serve
       driftboard serve --port 8600 --db ./team.sqlite
       driftboard serve --host 0.0.0.0 --db postgresql://driftboard@db.example.com/driftboard --auth team-auth.toml
+      driftboard serve --public-name driftboard.example.com --auth team-auth.toml   # behind a TLS proxy
     """
-    from driftboard.dashboard import auth
+    from driftboard.dashboard import access_file, auth, guards
     from driftboard.db.session import ENV_VAR, database_url, redacted
     from driftboard.db.store import Store
 
     auth_path = auth_file or os.environ.get(auth.ENV_VAR) or None
-    policy = auth.load_policy(auth_path) if auth_path else auth.OPEN  # AuthConfigError: one line, exit 2
+    policy = access_file.load_policy(auth_path) if auth_path else auth.OPEN  # AuthConfigError: one line, exit 2
     url = database_url(db_url)
     with Store(url) as store:  # creates an empty SQLite file's schema; refuses an out-of-date one
         runs = store.stats().runs
@@ -146,7 +175,7 @@ def serve(db_url: str | None, port: int, host: str, auth_file: Path | None) -> N
                f"{policy.mode}; Ctrl+C stops it)")
     sys.stdout.flush()
     sys.stderr.flush()
-    env = {**os.environ, ENV_VAR: url}
+    env = {**os.environ, ENV_VAR: url, guards.ENV_VAR: allowed_hosts(host, public_names).to_env()}
     env.pop(auth.ENV_VAR, None)
     if auth_path:
         env[auth.ENV_VAR] = str(Path(auth_path).absolute())

@@ -4,8 +4,9 @@ Three actions change data: uploading runs, marking goldens and deleting runs.
 Each needs a minimum role (viewer < uploader < admin); viewing may stay open
 on a trusted network. Roles come from one of:
 
-- ``open`` (the default): no access control, every action allowed; `serve`
-  warns when such a dashboard listens beyond loopback.
+- ``open`` (without an access file, or one saying ``mode = "open"``): no
+  access control, every action allowed; `serve` warns when such a dashboard
+  listens beyond loopback.
 - ``tokens``: a small team's built-in mode. Each member gets a random token;
   only its scrypt hash is kept in the configuration file, so the file can be
   shared without giving anyone access.
@@ -14,20 +15,7 @@ on a trusted network. Roles come from one of:
   e-mail address.
 
 The configuration is a TOML file named by ``driftboard serve --auth FILE`` or
-``$DRIFTBOARD_AUTH_FILE``::
-
-    mode = "tokens"          # open | tokens | oidc
-    view = "open"            # open, or the role needed to see anything
-    upload = "uploader"      # roles needed for each action (these are the defaults)
-    golden = "admin"
-    delete = "admin"
-
-    [tokens]                 # name = { role, hash } from `driftboard auth hash-token`
-    alice = { role = "admin", hash = "scrypt$16384$8$1$...$..." }
-
-    [oidc]                   # with mode = "oidc"
-    default_role = "viewer"
-    roles = { "alice@example.com" = "admin" }
+``$DRIFTBOARD_AUTH_FILE``, read by ``dashboard.access_file``.
 """
 
 from __future__ import annotations
@@ -35,12 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 from driftboard.core.errors import DriftboardError
@@ -48,8 +34,6 @@ from driftboard.core.errors import DriftboardError
 ENV_VAR = "DRIFTBOARD_AUTH_FILE"
 ACTIONS = ("view", "upload", "golden", "delete")
 MODES = ("open", "tokens", "oidc")
-# A refused token costs the caller this long: guessing stays slow even without a lockout.
-REFUSAL_DELAY_SECONDS = 1.5
 
 
 class AuthConfigError(DriftboardError):
@@ -90,6 +74,8 @@ class AccessPolicy:
     members: tuple[Member, ...] = ()
     oidc_roles: dict[str, Role] = field(default_factory=dict)
     oidc_default: Role = Role.VIEWER
+    # The claim (and its exact value) by which the provider vouches that the e-mail is the user's.
+    oidc_verified: tuple[str, bool | str] = ("email_verified", True)
 
     @property
     def restricted(self) -> bool:
@@ -104,6 +90,27 @@ class AccessPolicy:
         if not email:
             return Role.ANONYMOUS
         return self.oidc_roles.get(email.strip().lower(), self.oidc_default)
+
+    def oidc_user_role(self, user: Mapping[str, Any]) -> Role:
+        """The role of a logged-in user's claims (``st.user``); above viewer only with a verified e-mail.
+
+        Anyone can sign up at some providers with an address they do not own, so
+        a missing claim, ``"false"``, ``"true"``, 0 or 1 count as unverified:
+        only the configured value itself (``True`` by default) does.
+        """
+        if not user.get("is_logged_in"):
+            return Role.ANONYMOUS
+        email = user.get("email")
+        if not isinstance(email, str) or not email.strip():
+            return Role.ANONYMOUS
+        if self.email_verified(user):
+            return self.oidc_role(email)
+        return min(self.oidc_default, Role.VIEWER)
+
+    def email_verified(self, user: Mapping[str, Any]) -> bool:
+        claim, expected = self.oidc_verified
+        actual = user.get(claim)
+        return type(actual) is type(expected) and actual == expected
 
 
 DEFAULT_NEEDS = {"view": Role.ANONYMOUS, "upload": Role.UPLOADER, "golden": Role.ADMIN, "delete": Role.ADMIN}
@@ -127,6 +134,17 @@ def hash_token(token: str, salt: bytes | None = None) -> str:
     return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+def is_token_hash(stored: str) -> bool:
+    """Whether ``stored`` has the shape ``hash_token`` writes (so a truncated paste is refused when loading)."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt" or not all(p.isdigit() for p in parts[1:4]):
+        return False
+    try:
+        return len(base64.urlsafe_b64decode(parts[4])) == 16 and len(base64.urlsafe_b64decode(parts[5])) == 32
+    except ValueError:
+        return False
+
+
 def _matches(token: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
@@ -147,43 +165,3 @@ def member_for_token(token: str, policy: AccessPolicy) -> Member | None:
         if _matches(token, member.token_hash) and found is None:
             found = member
     return found
-
-
-# ------------------------------------------------------------------ configuration
-
-
-def load_policy(path: str | Path | None = None) -> AccessPolicy:
-    """The policy from ``path`` or ``$DRIFTBOARD_AUTH_FILE``; open when neither is set."""
-    path = path or os.environ.get(ENV_VAR)
-    if not path:
-        return OPEN
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AuthConfigError(f"cannot read access configuration {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AuthConfigError(f"access configuration {path} is not valid TOML: {exc}") from None
-    return policy_from_dict(data, str(path))
-
-
-def policy_from_dict(data: dict[str, Any], where: str = "access configuration") -> AccessPolicy:
-    mode = data.get("mode", "open")
-    if mode not in MODES:
-        raise AuthConfigError(f"{where}: mode {mode!r} is not one of {', '.join(MODES)}")
-    needs = dict(DEFAULT_NEEDS)
-    for action in ACTIONS:
-        if action in data:
-            needs[action] = Role.parse(str(data[action]), f"{where}: {action}")
-    members = []
-    for name, entry in (data.get("tokens") or {}).items():
-        if not isinstance(entry, dict) or not str(entry.get("hash", "")).startswith("scrypt$"):
-            raise AuthConfigError(f"{where}: tokens.{name} needs role and a hash from `driftboard auth hash-token`")
-        members.append(Member(str(name), Role.parse(str(entry.get("role", "viewer")), f"{where}: tokens.{name}"),
-                              str(entry["hash"])))
-    if mode == "tokens" and not members:
-        raise AuthConfigError(f"{where}: mode tokens needs at least one entry under [tokens]")
-    oidc = data.get("oidc") or {}
-    roles = {str(email).strip().lower(): Role.parse(str(role), f"{where}: oidc.roles.{email}")
-             for email, role in (oidc.get("roles") or {}).items()}
-    default = Role.parse(str(oidc.get("default_role", "viewer")), f"{where}: oidc.default_role")
-    return AccessPolicy(mode, needs, tuple(members), roles, default)

@@ -2,8 +2,9 @@
 
 - The database URL comes from ``$DRIFTBOARD_DATABASE_URL`` (``driftboard serve``
   sets it), else the default SQLite file: ``db.session.database_url``.
-- One ``Store`` per URL for the whole server (``st.cache_resource``): the engine
-  and its connection pool are shared by every session.
+- One ``Store`` per URL for the whole server (``db.store.shared_store``): the
+  engine and its connection pool are shared by every session, and closed when
+  evicted or at exit.
 - Only results that cannot go stale are cached (``st.cache_data``): a comparison
   is keyed by the bundle digests of its two runs, so a run deleted and stored
   again with other content is never answered from the cache. Lists of runs,
@@ -16,8 +17,15 @@
   is derived on every rerun: in ``tokens`` mode from the member the session
   unlocked (kept as an ``Unlocked`` object, which no message from a browser can
   forge: widget values are plain data), in ``oidc`` mode from ``st.user``'s
-  e-mail. Pages ask ``allowed(action)`` before showing a control and again in
-  the callback that acts, so a hidden control is also a refused one.
+  e-mail (above viewer only when the provider vouches for it). Pages ask
+  ``allowed(action)`` before showing a control and again in the callback that
+  acts, so a hidden control is also a refused one.
+- Wrong tokens are counted per client address and overall by one
+  ``AttemptLimiter`` for the whole process (a module global, so neither a new
+  session nor a cleared Streamlit cache resets it).
+- Clearing the caches is an admin's action (``clear_caches``); Streamlit's own
+  "Clear cache" message is refused before it reaches the app
+  (``dashboard.guards``, installed by ``driftboard serve``).
 """
 
 from __future__ import annotations
@@ -33,11 +41,12 @@ import streamlit as st
 
 from driftboard.core.compare import RunComparison
 from driftboard.core.errors import DriftboardError
-from driftboard.dashboard import auth, data
+from driftboard.dashboard import access_file, auth, data
 from driftboard.dashboard.auth import AccessPolicy, Role
 from driftboard.dashboard.format import safe_text
+from driftboard.dashboard.throttle import AttemptLimiter
 from driftboard.db.session import database_url
-from driftboard.db.store import Store
+from driftboard.db.store import Store, shared_store
 
 
 def fail(exc: DriftboardError) -> NoReturn:
@@ -60,15 +69,10 @@ def current_url() -> str:
     raise AssertionError("unreachable")  # guard() stops the page on error
 
 
-@st.cache_resource(show_spinner=False, on_release=lambda store: store.close())
-def _open(url: str) -> Store:
-    return Store(url)
-
-
 def store() -> Store:
     """The shared ``Store`` of this server's database (created on first use if it is an empty SQLite file)."""
     with guard():
-        return _open(current_url())
+        return shared_store(current_url())
     raise AssertionError("unreachable")
 
 
@@ -79,14 +83,14 @@ def store() -> Store:
 def comparison(url: str, baseline: str, baseline_digest: str, candidate: str, candidate_digest: str,
                policy: str) -> RunComparison:
     """``Store.compare``; the digests are part of the key so a changed run is never answered from the cache."""
-    return _open(url).compare(baseline, candidate, None if policy == "default" else policy)
+    return shared_store(url).compare(baseline, candidate, None if policy == "default" else policy)
 
 
 @st.cache_data(show_spinner="Comparing every run with the baseline…", max_entries=32)
 def matrix(url: str, baseline: str, baseline_digest: str, runs: tuple[tuple[str, str, str], ...],
            policy: str) -> data.MatrixData:
     """Verdict of every (run, case) against the baseline; ``runs`` are (run id, bundle digest, row label)."""
-    return data.matrix_data(_open(url), baseline, [(run_id, label) for run_id, _, label in runs], policy)
+    return data.matrix_data(shared_store(url), baseline, [(run_id, label) for run_id, _, label in runs], policy)
 
 
 def compare(baseline: str, candidate: str, policy: str = "default") -> RunComparison:
@@ -114,7 +118,7 @@ class Unlocked:
 
 @st.cache_resource(show_spinner=False)
 def _policy(path: str) -> AccessPolicy:
-    return auth.load_policy(path) if path else auth.OPEN
+    return access_file.load_policy(path) if path else auth.OPEN
 
 
 def policy() -> AccessPolicy:
@@ -134,15 +138,8 @@ def oidc_ready() -> bool:
 
 
 def oidc_user_role(access: AccessPolicy, user: Mapping[str, Any]) -> Role:
-    """The role of an ``st.user``: by verified e-mail; a login whose e-mail is unverified gets the default role."""
-    if not user.get("is_logged_in"):
-        return Role.ANONYMOUS
-    email = user.get("email")
-    if not isinstance(email, str) or not email.strip():
-        return Role.ANONYMOUS
-    if user.get("email_verified") is False:  # anyone can claim an address the provider has not checked
-        return access.oidc_default
-    return access.oidc_role(email)
+    """The role of an ``st.user``: by e-mail, above viewer only when the e-mail is verified."""
+    return access.oidc_user_role(user)
 
 
 def member_role(access: AccessPolicy, unlocked: object) -> Role:
@@ -190,3 +187,35 @@ def require(action: str) -> None:
     if not allowed(action):
         st.error(refusal(action), icon=":material/lock:")
         st.stop()
+
+
+# ---------------------------------------------------------------- unlock attempts and caches
+
+UNLOCK_ATTEMPTS = AttemptLimiter()  # one per server process: every session's wrong tokens count together
+
+
+def client_address() -> str:
+    """The address this session's connection came from, for the limiter and the log ("loopback" locally).
+
+    Behind a proxy on this machine, uvicorn takes it from X-Forwarded-For (it trusts
+    that header from 127.0.0.1 only), so the proxy must set it: see docs/DEPLOY.md.
+    """
+    try:
+        address = st.context.ip_address  # None for 127.0.0.1 and ::1, and outside a browser session
+    except RuntimeError:  # no Streamlit runtime (a bare script): the address is unknown
+        address = None
+    return address if isinstance(address, str) and address else "loopback"  # AppTest's stand-in answers a mock
+
+
+def is_admin() -> bool:
+    """Whether this session has the admin role (everyone has it in open mode)."""
+    return role() >= Role.ADMIN
+
+
+def clear_caches() -> bool:
+    """Empty the comparison and matrix caches, for an admin only; the Store and the policy stay."""
+    if not is_admin():
+        return False
+    st.cache_data.clear()
+    return True
+

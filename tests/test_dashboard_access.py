@@ -1,8 +1,8 @@
 """Access control in the dashboard (AppTest), the collect_env paste box, and serve's exposure warning.
 
 A small seeded database (a golden and one other run) and an access file with
-one token per role. The refusal delay is patched to nothing, and the call
-that would sleep is recorded, so a wrong token costs the tests no time.
+one token per role. Each test gets a fresh limiter of wrong tokens (the
+server's is one per process), so one test's wrong tokens never lock another.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+import streamlit as st
 from click.testing import CliRunner
 from db_factory import copy_sqlite, make_bundle
 from streamlit.testing.v1 import AppTest
@@ -20,9 +20,11 @@ from streamlit.testing.v1 import AppTest
 import driftboard.dashboard
 from driftboard.cli import main, serve_cmd
 from driftboard.dashboard import auth, state, ui, uploads
-from driftboard.dashboard.auth import AccessPolicy, Role, hash_token, policy_from_dict
+from driftboard.dashboard.access_file import policy_from_dict
+from driftboard.dashboard.auth import AccessPolicy, Role, hash_token
+from driftboard.dashboard.throttle import AttemptLimiter
 from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store
+from driftboard.db.store import Store, close_shared_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = Path(driftboard.dashboard.__file__).with_name("app.py")
@@ -49,9 +51,8 @@ def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv(ENV_VAR, url)
     monkeypatch.delenv(auth.ENV_VAR, raising=False)
     yield url
-    import streamlit as st
-
-    st.cache_resource.clear()  # the Store and the access policy of this test
+    close_shared_stores()  # the Store of this test
+    st.cache_resource.clear()  # its access policy
     st.cache_data.clear()
 
 
@@ -61,17 +62,16 @@ def token_lines() -> str:
                      for role, token in TOKENS.items())
 
 
-@pytest.fixture
-def sleeps(monkeypatch) -> list[float]:
-    """The refusal delay set to nothing; each delay the dashboard asks for is recorded instead."""
-    asked: list[float] = []
-    monkeypatch.setattr(auth, "REFUSAL_DELAY_SECONDS", 0)
-    monkeypatch.setattr(ui, "time", SimpleNamespace(sleep=asked.append))
-    return asked
+@pytest.fixture(autouse=True)
+def attempts(monkeypatch) -> AttemptLimiter:
+    """A fresh limiter of wrong tokens for this test, with the default limits."""
+    limiter = AttemptLimiter()
+    monkeypatch.setattr(state, "UNLOCK_ATTEMPTS", limiter)
+    return limiter
 
 
 @pytest.fixture
-def access(db_url, tmp_path, monkeypatch, token_lines, sleeps) -> Callable[..., Path]:
+def access(db_url, tmp_path, monkeypatch, token_lines) -> Callable[..., Path]:
     """Write an access file (tokens mode unless told) and point the dashboard at it."""
     def write(mode: str = "tokens", **settings: str) -> Path:
         lines = [f'mode = "{mode}"', *(f'{k} = "{v}"' for k, v in settings.items())]
@@ -191,12 +191,13 @@ def test_an_empty_database_links_to_upload_only_for_uploaders(access, tmp_path, 
     assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [("upload", "Upload runs")]
 
 
-def test_a_wrong_token_is_refused_with_a_message_and_a_delay_and_never_shown(access, sleeps, caplog):
+def test_a_wrong_token_is_refused_with_a_message_counted_and_never_shown(access, attempts, caplog):
     access()
     caplog.set_level(logging.DEBUG)
     at = unlock(open_app(), "not-a-real-token-0000")
     assert any("not valid" in e.value for e in at.error)
-    assert sleeps == [auth.REFUSAL_DELAY_SECONDS]
+    assert attempts.failures("loopback") == 1
+    assert "unlock attempt from loopback refused: unknown token" in caplog.text
     assert at.text_input(key=ui.TOKEN_KEY).value == ""  # emptied: not kept, not sent back
     assert state.ACCESS_KEY not in at.session_state
     assert "not-a-real-token-0000" not in repr(at.session_state.to_dict())
@@ -205,11 +206,11 @@ def test_a_wrong_token_is_refused_with_a_message_and_a_delay_and_never_shown(acc
     assert "not-a-real-token-0000" not in caplog.text
 
 
-def test_an_uploader_token_unlocks_the_upload_page_but_not_delete(access, sleeps, caplog):
+def test_an_uploader_token_unlocks_the_upload_page_but_not_delete(access, attempts, caplog):
     access()
     caplog.set_level(logging.DEBUG)
     at = unlock(open_app(), TOKENS["uploader"])
-    assert sleeps == []
+    assert attempts.failures() == 0
     assert unlocked_as(at) == "Unlocked as uploader-member (uploader)."
     assert not at.sidebar.info and not at.sidebar.error  # the click after the box's own unlock says nothing
     assert TOKENS["uploader"] not in repr(at.session_state.to_dict())  # the session keeps who, not the token
@@ -219,11 +220,58 @@ def test_an_uploader_token_unlocks_the_upload_page_but_not_delete(access, sleeps
     assert TOKENS["uploader"] not in everything_shown(at) and TOKENS["uploader"] not in caplog.text
 
 
-def test_enter_in_the_token_box_unlocks_and_an_empty_click_asks_for_a_token(access, sleeps):
+def test_repeated_wrong_tokens_are_refused_unchecked_per_address_and_logged(access, monkeypatch, caplog):
+    access()
+    caplog.set_level(logging.INFO)
+    limiter = AttemptLimiter(per_client=3, overall=10, window_seconds=600)
+    monkeypatch.setattr(state, "UNLOCK_ATTEMPTS", limiter)
+    client = {"address": "203.0.113.7"}
+    monkeypatch.setattr(state, "client_address", lambda: client["address"])
+    checked: list[str] = []
+    real_matches = auth._matches
+    monkeypatch.setattr(auth, "_matches", lambda token, stored: checked.append(stored) or real_matches(token, stored))
+    long_sleeps = sleeps_of_at_least(monkeypatch, 0.5)
+    at = open_app()
+    for i in range(3):
+        unlock(at, f"wrong-token-{i}")
+        assert any("not valid" in e.value for e in at.error)
+    assert len(checked) == 3 * len(TOKENS)  # each wrong token was checked against every member's hash
+    checked.clear()
+    unlock(at, "wrong-token-3")
+    unlock(at, TOKENS["admin"])  # the right token too: while the address is held back nothing is checked
+    assert checked == [] and unlocked_as(at) is None
+    assert any("Too many wrong tokens" in e.value and "not checked" in e.value for e in at.error)
+    assert caplog.text.count("unlock attempt from 203.0.113.7 refused") == 5
+    assert limiter.failures("203.0.113.7") == 3  # refusals without a check are not counted
+    assert long_sleeps == []  # no server thread was held for a refusal
+
+    client["address"] = "198.51.100.9"  # another address is not held back
+    unlock(at, TOKENS["admin"])
+    assert unlocked_as(at) == "Unlocked as admin-member (admin)."
+    assert "admin-member unlocked from 198.51.100.9" in caplog.text
+
+
+def sleeps_of_at_least(monkeypatch, seconds: float) -> list[float]:
+    """Every ``time.sleep`` of ``seconds`` or more, recorded (and still slept)."""
+    import time
+
+    long: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(duration: float) -> None:
+        if duration >= seconds:
+            long.append(duration)
+        real_sleep(duration)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    return long
+
+
+def test_enter_in_the_token_box_unlocks_and_an_empty_click_asks_for_a_token(access, attempts):
     access()
     at = open_app()
     at.button(key="unlock").click().run()
-    assert any("Enter your access token" in plain(e.value) for e in at.info) and sleeps == []
+    assert any("Enter your access token" in plain(e.value) for e in at.info) and attempts.failures() == 0
     at.text_input(key=ui.TOKEN_KEY).input(TOKENS["admin"]).run()  # no click: the box's own change
     assert unlocked_as(at) == "Unlocked as admin-member (admin)."
     assert "lock" in keys(at) and ui.TOKEN_KEY not in keys(at)
@@ -256,6 +304,45 @@ def test_the_server_checks_the_role_again_before_acting(access, db_url):
     assert any("may not delete runs" in e.value for e in at.error)
     with Store(db_url) as store:
         assert store.run(OTHER).run_id == OTHER
+
+
+@st.cache_data(show_spinner=False)
+def cached_probe(x: int) -> int:
+    """A cached function of this test's own: whether it runs again shows whether the caches were emptied."""
+    PROBE_CALLS.append(x)
+    return x
+
+
+PROBE_CALLS: list[int] = []
+
+
+def test_clearing_the_caches_is_an_admin_action(access):
+    access()
+    at = open_app()
+    assert "clear_caches" not in keys(at)
+    unlock(at, TOKENS["uploader"])
+    assert "clear_caches" not in keys(at)
+    at.button(key="lock").click().run()
+    unlock(at, TOKENS["admin"])
+    assert "clear_caches" in keys(at)
+
+    PROBE_CALLS.clear()
+    cached_probe(1)
+    cached_probe(1)
+    assert PROBE_CALLS == [1]
+    at.session_state[state.ACCESS_KEY] = state.Unlocked("viewer-member")  # the role went after the page drew
+    at.button(key="clear_caches").click().run()
+    assert any("Only an admin" in e.value for e in at.error)
+    cached_probe(1)
+    assert PROBE_CALLS == [1], "a non-admin emptied the caches"
+
+    at.session_state[state.ACCESS_KEY] = state.Unlocked("admin-member")
+    at.run()
+    at.button(key="clear_caches").click().run()
+    assert any("Cleared the cached comparisons" in plain(e.value) for e in at.success)
+    cached_probe(1)
+    assert PROBE_CALLS == [1, 1]
+    assert unlocked_as(at) == "Unlocked as admin-member (admin)."  # the Store and the policy stayed
 
 
 def test_session_state_cannot_be_forged_with_plain_data():
@@ -296,7 +383,9 @@ def test_a_broken_access_file_stops_every_page_with_one_line(db_url, tmp_path, m
 
 @pytest.mark.parametrize(("user", "role"), [
     ({"is_logged_in": True, "email": "Boss@Example.com", "email_verified": True}, Role.ADMIN),
-    ({"is_logged_in": True, "email": "ci@example.com"}, Role.UPLOADER),
+    ({"is_logged_in": True, "email": "ci@example.com", "email_verified": True}, Role.UPLOADER),
+    ({"is_logged_in": True, "email": "ci@example.com"}, Role.VIEWER),  # no claim: the e-mail is not vouched for
+    ({"is_logged_in": True, "email": "ci@example.com", "email_verified": "true"}, Role.VIEWER),
     ({"is_logged_in": True, "email": "someone@example.com"}, Role.VIEWER),
     ({"is_logged_in": True, "email": "boss@example.com", "email_verified": False}, Role.VIEWER),
     ({"is_logged_in": True}, Role.ANONYMOUS),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 
 import pytest
 from click.testing import CliRunner
 
 from driftboard.cli import main, serve_cmd
+from driftboard.dashboard import guards
+from driftboard.dashboard.guards import HostRule
 from driftboard.db.session import ENV_VAR
 from driftboard.db.store import Store
 
@@ -27,10 +30,11 @@ def test_serve_runs_the_app_on_loopback_with_the_database_in_the_environment(tmp
     assert result.exit_code == 0, result.output
     [(path, args, env)] = execs
     assert args[:5] == [path, "-P", "-m", "streamlit", "run"]
-    assert args[5] == str(serve_cmd.app_path()) and serve_cmd.app_path().is_file()
+    assert args[5] == str(serve_cmd.served_path()) and serve_cmd.app_path().is_file()
     for flag in ("--server.headless=true", "--server.address=127.0.0.1", "--server.port=8642",
                  "--browser.gatherUsageStats=false"):
         assert flag in args
+    assert HostRule.from_env(env[guards.ENV_VAR]) == HostRule(frozenset({"localhost", "127.0.0.1", "::1"}))
     assert env[ENV_VAR] == f"sqlite:///{db}"
     assert "http://127.0.0.1:8642" in result.output
     assert "warning" not in result.output
@@ -80,3 +84,48 @@ def test_serve_has_help_with_examples():
     result = CliRunner().invoke(serve_cmd.serve, ["--help"])
     assert result.exit_code == 0
     assert "Examples:" in result.output and "driftboard serve --port" in result.output
+
+
+def test_served_is_the_dashboard_behind_the_guards():
+    """``streamlit run`` must find the st.App in served.py (it reads the file's source), around app.py."""
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    found = discover_asgi_app(serve_cmd.served_path())
+    assert found.is_asgi_app and found.import_string == "served:app"
+    source = serve_cmd.served_path().read_text()
+    assert 'st.App("app.py"' in source and "HostGuard" in source and "ClearCacheGuard" in source
+
+
+def test_serve_hides_streamlits_menu_and_keeps_its_origin_checks(tmp_path, execs):
+    """No "Clear cache" in a menu (the message is refused server-side too), CORS and XSRF checks pinned on."""
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite")])
+    assert result.exit_code == 0, result.output
+    args = execs[0][1]
+    for flag in ("--client.toolbarMode=minimal", "--server.enableCORS=true", "--server.enableXsrfProtection=true"):
+        assert flag in args
+
+
+def test_public_names_are_added_to_the_hosts_the_dashboard_answers(tmp_path, execs):
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--public-name",
+                                                  "Driftboard.Example.com", "--public-name", "drift.internal"])
+    assert result.exit_code == 0, result.output
+    rule = HostRule.from_env(execs[0][2][guards.ENV_VAR])
+    assert rule.names == {"localhost", "127.0.0.1", "::1", "driftboard.example.com", "drift.internal"}
+    assert not rule.any_ip
+
+
+def test_a_network_bind_answers_this_machines_names_and_addresses(tmp_path, execs):
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    assert result.exit_code == 0, result.output
+    rule = HostRule.from_env(execs[0][2][guards.ENV_VAR])
+    assert rule.any_ip and socket.gethostname().lower() in rule.names
+    assert rule.allows(f"{socket.gethostname()}:8501") and rule.allows("192.0.2.10:8501")
+    assert not rule.allows("evil.example:8501")
+
+
+@pytest.mark.parametrize("name", ["https://driftboard.example.com", "driftboard.example.com:443", "a/b", "-x", ""])
+def test_a_public_name_that_is_not_a_host_name_is_refused(tmp_path, execs, name):
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--public-name", name])
+    assert result.exit_code == 2 and "--public-name" in result.output and "is not a host name" in result.output
+    assert execs == []
+

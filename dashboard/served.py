@@ -1,0 +1,16 @@
+"""The ASGI app `driftboard serve` runs: the dashboard (``app.py``) behind driftboard's guards.
+
+``streamlit run`` finds the ``st.App`` assigned to ``app`` here and serves it
+with uvicorn, with the same ``--server.*`` flags as a plain script. The
+middleware (``dashboard.guards``) runs before Streamlit's own on every request
+and WebSocket: the Host allow-list ``serve`` hands over in
+``$DRIFTBOARD_ALLOWED_HOSTS``, and the refusal of Streamlit's "Clear cache"
+message.
+"""
+
+import streamlit as st
+from starlette.middleware import Middleware
+
+from driftboard.dashboard.guards import ClearCacheGuard, HostGuard
+
+app = st.App("app.py", middleware=[Middleware(HostGuard), Middleware(ClearCacheGuard)])
