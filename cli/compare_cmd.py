@@ -29,8 +29,11 @@ Examples:
   driftboard compare golden.driftboard laptop.driftboard --case lstm_2layer
 
 \b
-Exit status: 0 when no case crosses --fail-on, 1 when one does,
-2 for bad usage or an unreadable run.
+Exit status:
+  0  no case crosses --fail-on (always, with --fail-on never)
+  1  a case crosses --fail-on; or, with drift or any-change, no case
+     was compared at all (an environment-only run: fails closed)
+  2  bad usage or an unreadable run
 """
 
 
@@ -100,7 +103,7 @@ def compare(
         raise DriftboardError(f"no case named {', '.join(case_ids)} in either run")
     if junit:
         _write_junit(Path(junit), results, fail_on)
-    failed = any(result.failing(fail_on) for result in results)
+    failed = any(result.fails(fail_on) for result in results)
     if as_json:
         click.echo(json.dumps(_json(results, reports, rule, fail_on, failed), indent=2, allow_nan=False))
     else:
@@ -179,7 +182,11 @@ def _print_results(results: list[RunComparison], reports: list[Any], fail_on: st
             console.print(text, markup=False)
         console.print()
     crossing = sum(len(r.failing(fail_on)) for r in results)
-    if failed:
+    empty = sum(not r.cases for r in results)
+    if failed and not crossing:
+        console.print(f"[bold red]FAIL[/]: no case was compared in {empty} comparison(s), so --fail-on {fail_on} "
+                      "cannot pass (use --fail-on never for the environment diff alone)")
+    elif failed:
         console.print(f"[bold red]FAIL[/]: {crossing} case(s) reach --fail-on {fail_on}")
     else:
         console.print(f"[green]OK[/]: no case reaches --fail-on {fail_on}")
@@ -192,10 +199,10 @@ def _print_one(console: Any, result: RunComparison, fail_on: str) -> None:
     from driftboard.cli.verdicts import rich_markup
 
     counts = ", ".join(f"{n} {v.value}" for v, n in reversed(result.counts().items()) if n)
+    judged = f"worst {rich_markup(result.worst)} ({counts})" if result.cases else "no cases compared"
     console.print(
         f"[bold]{escape(result.baseline.name)}[/] (baseline) vs [bold]{escape(result.candidate.name)}[/] "
-        f"(candidate) under policy {escape(str(result.policy))}: worst {rich_markup(result.worst)} "
-        f"({counts or 'no cases'})"
+        f"(candidate) under policy {escape(str(result.policy))}: {judged}"
     )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

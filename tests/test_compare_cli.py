@@ -167,3 +167,32 @@ def test_whole_process_never_imports_torch(bundles: dict[str, Path]) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().endswith("NO-TORCH")
     assert json.loads(done.stdout)["comparisons"][0]["worst"] == "within tolerance"
+
+
+@pytest.mark.parametrize(("fail_on", "code"), [("drift", 1), ("any-change", 1), ("never", 0)])
+def test_an_environment_only_run_compares_no_case_and_the_gate_fails_closed(
+        capsys: pytest.CaptureFixture[str], bundles: dict[str, Path], tmp_path: Path, fail_on: str, code: int) -> None:
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    imported = dataclasses.replace(make_run([], run_id="imported"), imported=True)
+    path = write_bundle(tmp_path / "imported.driftboard", imported, MemoryArrays())
+    junit = tmp_path / "gate.xml"
+    got, out, _ = run_cli(capsys, bundles["golden"], path, "--fail-on", fail_on, "--junit", junit)
+    assert got == code
+    assert "no cases compared" in out and "worst identical" not in out
+    assert ("FAIL: no case was compared" in out) == (code == 1)
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "1" and suite.get("failures") == str(code)
+    got, out, _ = run_cli(capsys, bundles["golden"], path, "--fail-on", fail_on, "--json")
+    document = json.loads(out)
+    assert document["failed"] is (code == 1) and document["comparisons"][0]["cases_compared"] == 0
+
+
+def test_the_help_documents_the_exit_status_for_every_fail_on(capsys: pytest.CaptureFixture[str]) -> None:
+    from click.testing import CliRunner
+
+    from driftboard.cli import cli
+
+    text = CliRunner().invoke(cli, ["compare", "--help"]).output
+    assert "was compared at all" in text and "with --fail-on never" in text

@@ -166,6 +166,14 @@ class RunComparison:
     def failing(self, fail_on: str) -> list[CaseComparison]:
         return [c for c in self.cases if c.verdict.crosses(fail_on)]
 
+    def fails(self, fail_on: str) -> bool:
+        """Whether a gate at ``fail_on`` fails: a case crosses it, or nothing was compared at all.
+
+        An environment-only run (an imported collect_env report) has no outputs,
+        so no case can be judged; a gate fails closed on it unless ``fail_on`` is ``never``.
+        """
+        return fail_on != "never" and (not self.cases or bool(self.failing(fail_on)))
+
     def case(self, case_id: str, device: str = "cpu", dtype: str = "float32") -> CaseComparison:
         for case in self.cases:
             if case.key == (case_id, device, dtype):
@@ -178,6 +186,7 @@ class RunComparison:
             "candidate": self.candidate.to_json(),
             "policy": self.policy.to_json(),
             "suites_match": self.suites_match,
+            "cases_compared": len(self.cases),
             "worst": self.worst.value,
             "counts": {v.value: n for v, n in self.counts().items()},
             "notes": list(self.notes),

@@ -121,6 +121,14 @@ def junit_xml(comparisons: Sequence[RunComparison], fail_on: str) -> bytes:
                 failure.text = case_report(case)
             elif case.verdict.severity > 0:
                 ET.SubElement(element, "system-out").text = f"{case.verdict.value}: {case.detail}"
+        if not comparison.cases:  # a gate over nothing fails closed (RunComparison.fails): say so as a test
+            element = ET.SubElement(suite, "testcase", classname=f"driftboard.{comparison.candidate.run_id}",
+                                    name="cases compared", time="0")
+            suite.set("tests", "1")
+            if comparison.fails(fail_on):
+                suite.set("failures", "1")
+                ET.SubElement(element, "failure", type="nothing compared",
+                              message="no case was compared: " + "; ".join(comparison.notes or ("no cases",)))
         if comparison.notes or comparison.causes:
             text = [*comparison.notes, *(f"likely cause: {c.title}: {c.evidence}" for c in comparison.causes)]
             ET.SubElement(suite, "system-out").text = "\n".join(text)
