@@ -239,25 +239,24 @@ def _print_env(console: Any, result: RunComparison) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from driftboard.core.compare.envdiff import display
+    from driftboard.core.compare.envdiff import shown_pair
 
     env = result.env
     console.print()
     if not env.changes:
         console.print("Environment: identical fingerprints")
         return
-    console.print(f"Environment: {len(env.numerics)} numerics-relevant change(s), {len(env.informational)} informational")
-    table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for name in ("field", "key", "baseline", "candidate"):
-        table.add_column(name, overflow="fold")
-    for change in env.changes:
-        style = "" if change.numerics else "dim"
-        values = [
-            "-" if change.kind == "added" else display(change.baseline),
-            "-" if change.kind == "removed" else display(change.candidate),
-        ]
-        table.add_row(escape(change.label), escape(change.key), *(escape(v) for v in values), style=style)
-    console.print(table)
+    for title, changes, style in (("can change numbers", env.numerics, ""),
+                                  ("informational, cannot change numbers", env.informational, "dim")):
+        if not changes:
+            continue
+        console.print(f"Environment: {len(changes)} change(s), {title}")
+        table = Table(show_edge=False, pad_edge=False, header_style="bold")
+        for name in ("field", "key", "baseline", "candidate"):
+            table.add_column(name, overflow="fold")
+        for change in changes:
+            table.add_row(escape(change.label), escape(change.key), *map(escape, shown_pair(change, 80)), style=style)
+        console.print(table)
 
 
 def _print_causes(console: Any, result: RunComparison) -> None:

@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from driftboard.core.audit import AuditEvent, MachineAudit, TimelinePoint, audit_json
+from driftboard.core.compare.envdiff import shown_pair
 from driftboard.core.compare.metrics import worst_elements
 from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo
 from driftboard.core.compare.verdict import Verdict
@@ -166,17 +167,11 @@ def _environment(doc: _Document, comparison: RunComparison) -> None:
 def _env_table(changes: Iterable[Any]) -> str:
     rows = []
     for change in changes:
-        old = MISSING if change.kind == "added" else _value(change.baseline)
-        new = MISSING if change.kind == "removed" else _value(change.candidate)
+        old, new = shown_pair(change, 120)
         rows.append(f"<tr><td>{html_text(change.label)}</td><td><code>{html_text(change.key)}</code></td>"
                     f"<td>{html_text(old)}</td><td>{html_text(new)}</td></tr>")
     return ("<table class='env'><thead><tr><th>field</th><th>key</th><th>baseline</th><th>candidate</th></tr>"
             f"</thead><tbody>{''.join(rows)}</tbody></table>")
-
-
-def _value(value: Any, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _case_table(comparison: RunComparison) -> str:

@@ -8,7 +8,6 @@ text, never as HTML or Markdown.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from pandas.io.formats.style import Styler
 
 from driftboard.core.audit import MachineAudit
 from driftboard.core.compare import EnvChange, LikelyCause, RunComparison
+from driftboard.core.compare.envdiff import shown_pair
 from driftboard.core.text import spreadsheet_safe
 from driftboard.dashboard.format import (
     MISSING,
@@ -139,17 +139,11 @@ def env_frame(changes: Sequence[EnvChange]) -> pd.DataFrame:
     rows = [{
         "field": _text(c.label, 80),
         "change": c.kind,
-        "baseline": MISSING if c.kind == "added" else _value(c.baseline),
-        "candidate": MISSING if c.kind == "removed" else _value(c.candidate),
+        **dict(zip(("baseline", "candidate"), (_text(v, 400) for v in shown_pair(c, 400)), strict=True)),
         "can change numbers": "yes" if c.numerics else "no",
         "key": _text(c.key, 120),
     } for c in changes]
     return pd.DataFrame(rows, columns=["field", "change", "baseline", "candidate", "can change numbers", "key"])
-
-
-def _value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return safe_text(text, 160)
 
 
 def causes_frame(causes: Sequence[LikelyCause]) -> pd.DataFrame:

@@ -296,7 +296,7 @@ def _worker(argv: list[str]) -> int:
     command, url, flag, *files = argv
     store = Store(url)
     if command == "hang":  # stop for good inside the ingest transaction, after writing rows
-        import driftboard.db.store as store_module
+        import driftboard.db.store.ingest as store_module
 
         original = store_module._insert_case_results
 

@@ -40,7 +40,7 @@ def test_onednn_disabled_and_only_lstm_drifted() -> None:
     cause = result.causes[0]
     assert cause.rule == "onednn" and cause.confidence == "high"
     assert cause.fields == ("numerics.mkldnn_enabled",)
-    assert cause.evidence.startswith("oneDNN enabled True → False (numerics.mkldnn_enabled); only lstm cpu cases drifted (4 of 15: ")
+    assert cause.evidence.startswith("oneDNN enabled yes → no (numerics.mkldnn_enabled); only lstm cpu cases changed (4 of 15: ")
     assert {key[0] for key in cause.cases} == {"lstm_2layer", "lstm_batch_first", "lstm_cell_loop", "lstm_seq_regression"}
     assert "only_dtype" not in by_rule(result)  # a confident field rule needs no pattern rule beside it
 
@@ -50,7 +50,7 @@ def test_numpy_f64_input_is_an_lstm_case() -> None:
     result = scenario({"numerics.mkldnn_enabled": False}, lambda c, d: c.startswith(("lstm", "numpy_f64")))
     cause = by_rule(result)["onednn"]
     assert cause.confidence == "high" and ("numpy_f64_input", "cpu", "float64") in cause.cases
-    assert "only lstm cpu cases drifted (15 of 15" in cause.evidence
+    assert "only lstm cpu cases changed (15 of 15" in cause.evidence
 
 
 def test_onednn_with_other_drift_is_medium() -> None:
@@ -63,7 +63,7 @@ def test_threads_changed_blas_heavy_cases_drift() -> None:
     result = scenario({"numerics.intra_op_threads": 1}, lambda c, d: c in ("linear_1024", "mlp_kaiming"))
     cause = by_rule(result)["threads"]
     assert cause.confidence == "high"
-    assert "intra-op threads 2 → 1 (numerics.intra_op_threads); only lstm/linear/mlp cpu cases drifted" in (cause.evidence)
+    assert "intra-op threads 2 → 1 (numerics.intra_op_threads); only lstm/linear/mlp cpu cases changed" in (cause.evidence)
     assert "onednn" not in by_rule(result)
 
 
@@ -89,7 +89,7 @@ def test_gpu_and_tf32_rules_look_at_cuda_cases() -> None:
     assert rules["gpu_stack"].confidence == "high"
     assert {k[1] for k in rules["gpu_stack"].cases} == {"cuda"}
     assert rules["tf32"].confidence == "high"  # every drifted case is float32, the TF32 rule's scope
-    assert "cuDNN TF32 True → False" in rules["tf32"].evidence
+    assert "cuDNN TF32 yes → no" in rules["tf32"].evidence
 
 
 def test_environment_identical_but_outputs_differ() -> None:
@@ -111,8 +111,8 @@ def test_environment_differs_but_nothing_drifted() -> None:
 def test_only_one_dtype_drifted() -> None:
     result = scenario({}, lambda c, d: d == "bfloat16")
     cause = by_rule(result)["only_dtype"]
-    assert cause.title == "Only bfloat16 cases drifted"
-    assert "10 of 10 bfloat16 cases drifted" in cause.evidence and "none of 20 cases on other dtypes" in cause.evidence
+    assert cause.title == "Only bfloat16 cases changed"
+    assert "10 of 10 bfloat16 cases changed" in cause.evidence and "none of 20 cases on other dtypes" in cause.evidence
 
 
 def test_unclaimed_numerics_change_falls_to_the_catch_all() -> None:

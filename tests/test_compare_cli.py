@@ -64,7 +64,7 @@ def test_fail_on_levels(capsys: pytest.CaptureFixture[str], bundles: dict[str, P
     code, out, _ = run_cli(capsys, golden, candidate, "--policy", "ulp:2")
     assert code == 1
     assert "FAIL: 4 case(s) reach --fail-on drift" in out
-    assert "oneDNN setting or version changed" in out and "only lstm cpu cases drifted" in out
+    assert "oneDNN setting or version changed" in out and "only lstm cpu cases changed" in out
     assert run_cli(capsys, golden, candidate, "--policy", "ulp:2", "--fail-on", "never")[0] == 0
 
 

@@ -24,9 +24,10 @@ from streamlit.testing.v1 import AppTest
 import driftboard.dashboard
 from driftboard.core.bundle import read_bundle
 from driftboard.core.errors import BundleError, NotFoundError
-from driftboard.dashboard.uploads import ingest_upload, ingest_uploads, team_commands
+from driftboard.dashboard.uploads import outcome_text, team_commands
+from driftboard.db.push import push_files
 from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store
+from driftboard.db.store import Store, close_shared_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = Path(driftboard.dashboard.__file__).with_name("app.py")
@@ -83,7 +84,8 @@ def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
     yield url
     import streamlit as st
 
-    st.cache_resource.clear()  # closes this test's Store (on_release)
+    close_shared_stores()  # this test's Store
+    st.cache_resource.clear()
     st.cache_data.clear()
 
 
@@ -292,17 +294,19 @@ def test_upload_page_shows_the_team_commands(db_url):
     assert code[1].startswith("driftboard push") and db_url in code[1]
 
 
-def test_ingest_upload_one_file_at_a_time(db_url):
+def test_uploads_are_pushed_one_file_at_a_time(db_url):
     with Store(db_url) as store:
         before = store.stats()
-        outcomes = ingest_uploads(store, [("a", make_bundle(8, 0)), ("b", b"PK\x03\x04junk"), ("c", make_bundle(8, 0))])
+        outcomes = push_files(store, [("a", make_bundle(8, 0)), ("b", b"PK\x03\x04junk"), ("c", make_bundle(8, 0))])
         assert [o.status for o in outcomes] == ["stored", "refused", "already present"]
         assert outcomes[0].run_id == outcomes[2].run_id == "m0008-r00000-default"
-        assert outcomes[1].message.startswith("invalid bundle: ")
+        assert outcome_text(outcomes[1]).startswith("invalid bundle: ")
+        assert re.fullmatch(r"stored as run m0008-r00000-default: \d+ cases, \d+ new arrays \([\d.]+\u00a0(B|KiB|MiB)\)",
+                            outcome_text(outcomes[0]))
         assert store.stats().runs == before.runs + 1  # the refused file left nothing behind
         assert store.stats().arrays >= before.arrays
-        bug = ingest_upload(_Exploding(), "x", b"")  # not a DriftboardError: reported, not raised
-        assert bug.status == "refused" and "driftboard bug" in bug.message
+        [bug] = push_files(_Exploding(), [("x", b"")])  # not a DriftboardError: reported, not raised
+        assert bug.status == "refused" and "driftboard bug" in bug.error and not bug.retry
 
 
 class _Exploding:

@@ -14,7 +14,7 @@ from driftboard.core.bundle import bundle_bytes
 from driftboard.core.compare import Verdict
 from driftboard.core.errors import NotFoundError, StoreError
 from driftboard.core.run import ArrayRef
-from driftboard.db.store import GoldenKey, RunFilter, Store
+from driftboard.db.store import GoldenKey, RunFilter, Store, verdicts
 
 GPU = {"devices": ("cpu", "cuda"), "cuda": "12.4", "driver": "550.54.15", "gpu": "NVIDIA A100-SXM4-80GB"}
 
@@ -201,7 +201,7 @@ def test_verdicts_are_computed_once_and_kept(fleet, monkeypatch):
     def no_judging(*args, **kwargs):
         raise AssertionError("a cached verdict was recomputed")
 
-    monkeypatch.setattr(Store, "_judge", no_judging)
+    monkeypatch.setattr(verdicts, "_judge", no_judging)
     again = fleet.verdict("m0002-r00002-default")
     assert again.cached and again.worst == first.worst and again.computed_at == first.computed_at
     assert fleet.verdict("m0004-r00001-default") is None  # imported: nothing to judge

@@ -77,3 +77,49 @@ def test_to_json() -> None:
         "label": "torch",
         "text": "torch 2.5.1+cpu → 2.6.0",
     }
+
+
+def test_values_are_shown_as_people_write_them() -> None:
+    from driftboard.core.compare.envdiff import EnvChange, shown_pair
+
+    def pair(key, old, new, kind="changed"):
+        return shown_pair(EnvChange(key, kind, old, new, True, key))
+
+    assert pair("numerics.deterministic_algorithms", False, True) == ("no", "yes")
+    assert pair("gpu.driver", None, "550.54.15") == ("–", "550.54.15")
+    assert pair("gpu.cudnn", 90100, 91002) == ("9.1.0", "9.10.2")
+    assert pair("gpu.cudnn", 8902, 90100) == ("8.9.2", "9.1.0")
+    assert pair("env.CUDA_VISIBLE_DEVICES", None, "0,1", kind="added") == ("–", "0,1")
+    assert pair("cpu.flags", ["avx", "avx2"], ["avx"]) == ("avx, avx2", "avx")
+
+
+def test_long_values_show_what_differs_not_a_shared_prefix() -> None:
+    from driftboard.core.compare.envdiff import EnvChange, shown_pair
+
+    head = "PyTorch built with:\n  - GCC 9.3\n  - C++ Version: 201703\n  - Intel(R) oneAPI Math Kernel Library\n"
+    old, new = shown_pair(EnvChange("torch.config", "changed", head + "  - USE_MKLDNN=ON\n  - LAPACK is enabled",
+                                    head + "  - USE_MKLDNN=OFF\n  - LAPACK is enabled", True, "build"))
+    assert old == "… - USE_MKLDNN=ON …" and new == "… - USE_MKLDNN=OFF …"
+    flags = [f"flag{i}" for i in range(40)]
+    old, new = shown_pair(EnvChange("cpu.flags", "changed", [*flags, "avx512f"], flags, True, "flags"))
+    assert (old, new) == ("… avx512f …", "(absent)")
+
+
+def test_the_cli_separates_informational_changes(tmp_path) -> None:
+    from click.testing import CliRunner
+    from runs_factory import default_suite, make_run
+
+    from driftboard.cli import cli
+    from driftboard.core.bundle import write_bundle
+    from driftboard.core.run import MemoryArrays
+
+    paths = []
+    for name, overrides in (("a", {}), ("b", {"identity.hostname": "box-b", "numerics.mkldnn_enabled": False})):
+        arrays = MemoryArrays()
+        paths.append(write_bundle(tmp_path / f"{name}.driftboard", make_run(default_suite(arrays), run_id=name,
+                                                                              fingerprint_overrides=overrides), arrays))
+    out = CliRunner().invoke(cli, ["compare", *map(str, paths), "--fail-on", "never"]).output
+    numerics = out.index("Environment: 1 change(s), can change numbers")
+    informational = out.index("Environment: 1 change(s), informational, cannot change numbers")
+    assert numerics < out.index("numerics.mkldnn_enabled") < informational < out.index("identity.hostname")
+    assert "yes" in out[numerics:informational] and "True" not in out[numerics:informational]

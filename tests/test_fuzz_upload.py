@@ -365,7 +365,7 @@ def _fingerprint(section: str, key: str, value: Any):
     return lambda m: m["fingerprint"][section].update({key: value})
 
 
-REFUSED = {  # each crashed a driver, or was stored by one database and refused by the other, before db/store.py checked it
+REFUSED = {  # each crashed a driver, or was stored by one database and refused by the other, before db/store/ingest.py checked it
     "created_at before year 1 in UTC": (_run_field("created_at", "0001-01-01T00:30:00+01:00"), "run.created_at"),
     "created_at after 9999 in UTC": (_run_field("created_at", "9999-12-31T23:59:59-05:00"), "run.created_at"),
     "lone surrogate in the label": (_run_field("label", "gpu \ud800"), "run.label"),

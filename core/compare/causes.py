@@ -1,4 +1,4 @@
-"""Likely causes: small explicit rules linking what changed in the environment to what drifted.
+"""Likely causes: small explicit rules linking what changed in the environment to what changed.
 
 A ``FieldRule`` names fingerprint fields and the cases a change to them can
 move (by case family, device and dtype; a case's family is the prefix of its
@@ -9,8 +9,8 @@ too (or when the rule is broad, like a torch version change). A few rules look
 at the verdicts alone (environment identical yet outputs differ, nothing
 drifted, nondeterministic repeats, inputs differ, one dtype or device only).
 
-Here "drifted" means the outputs are no longer bitwise identical: verdict
-within tolerance, drift or non-finite mismatch. The rules are data
+In the text shown, "changed" means the outputs are no longer bitwise identical (verdict
+within tolerance, drift or non-finite mismatch): the verdict word "drift" is kept for beyond tolerance. The rules are data
 (``FIELD_RULES``), so the dashboard can list them; facts behind them are in
 the project's DRIFT_FACTS notes.
 """
@@ -281,7 +281,7 @@ def _field_cause(rule: FieldRule, changes: list[EnvChange], drifted: list[CaseKe
         return None
     outside = len(drifted) - len(inside)
     only = "only " if not outside else ""
-    evidence = f"{_changes_text(changes)}; {only}{rule.scope} cases drifted ({len(inside)} of {len(scope)}: {_names(inside)})"
+    evidence = f"{_changes_text(changes)}; {only}{rule.scope} cases changed ({len(inside)} of {len(scope)}: {_names(inside)})"
     if outside:
         evidence += f", and {outside} other case{'s' if outside > 1 else ''}"
     confidence: Confidence = "high"
@@ -293,7 +293,7 @@ def _field_cause(rule: FieldRule, changes: list[EnvChange], drifted: list[CaseKe
 def _other_changes(changes: list[EnvChange], leftover: list[CaseKey], drifted: list[CaseKey]) -> LikelyCause:
     return LikelyCause(
         "Other numerics-relevant fields changed",
-        f"{_changes_text(changes)}; {len(leftover)} of {len(drifted)} drifted cases are not explained by a "
+        f"{_changes_text(changes)}; {len(leftover)} of {len(drifted)} changed cases are not explained by a "
         f"more specific rule ({_names(leftover)})",
         tuple(c.key for c in changes),
         tuple(leftover),
@@ -326,7 +326,7 @@ def _verdict_causes(
         out.append(
             LikelyCause(
                 "Environment identical but outputs differ",
-                f"no numerics-relevant field differs, yet {len(drifted)} of {len(compared)} cases drifted "
+                f"no numerics-relevant field differs, yet {len(drifted)} of {len(compared)} cases changed "
                 f"({_names(drifted)}): nondeterminism or hidden state (a field the fingerprint does not record)",
                 (),
                 tuple(drifted),
@@ -337,7 +337,7 @@ def _verdict_causes(
     if not drifted and env.numerics and compared:
         out.append(
             LikelyCause(
-                "Environment differs but nothing drifted",
+                "Environment differs but nothing changed",
                 f"{_changes_text(list(env.numerics))}; all {len(compared)} compared cases are bitwise identical",
                 tuple(c.key for c in env.numerics),
                 (),
@@ -384,8 +384,8 @@ def _concentrated(drifted: list[CaseKey], compared: list[CaseKey]) -> list[Likel
         )
         out.append(
             LikelyCause(
-                f"Only {value} cases drifted",
-                f"{len(drifted)} of {len(same)} {value} cases drifted ({_names(drifted)}), none of {len(others)} "
+                f"Only {value} cases changed",
+                f"{len(drifted)} of {len(same)} {value} cases changed ({_names(drifted)}), none of {len(others)} "
                 f"cases on other {what}s: {reason}",
                 (),
                 tuple(drifted),

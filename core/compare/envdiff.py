@@ -9,12 +9,14 @@ labels, unregistered keys) follow.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from driftboard.core import fields
+from driftboard.core.fingerprint.versions import cudnn_version
 
 ChangeKind = Literal["changed", "added", "removed"]
 
@@ -34,10 +36,11 @@ class EnvChange:
     def text(self) -> str:
         """``label: old → new`` in a few words."""
         if self.kind == "added":
-            return f"{self.label}: added {display(self.candidate)}"
+            return f"{self.label}: added {display(self.candidate, key=self.key)}"
         if self.kind == "removed":
-            return f"{self.label}: removed (was {display(self.baseline)})"
-        return f"{self.label} {display(self.baseline)} → {display(self.candidate)}"
+            return f"{self.label}: removed (was {display(self.baseline, key=self.key)})"
+        old, new = shown_pair(self)
+        return f"{self.label} {old} → {new}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,8 +138,68 @@ def _natural(key: str) -> tuple[Any, ...]:
 _DIGITS = re.compile(r"(\d+)")
 
 
-def display(value: Any, limit: int = 60) -> str:
-    """A fingerprint value in a few characters, Python-style (True, None, 2.5.1)."""
-    plain = isinstance(value, (str, bool, int, float))
-    text = " ".join((str(value) if plain else json.dumps(value, sort_keys=True, default=str)).split())
+def display(value: Any, limit: int = 60, key: str = "") -> str:
+    """A fingerprint value as people write it, in at most ``limit`` characters.
+
+    ``–`` for unknown, yes/no for flags, cuDNN's 91002 as 9.10.2, lists as
+    comma-separated values; anything else as compact JSON.
+    """
+    text = " ".join(_written(value, key).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _written(value: Any, key: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in _CUDNN_KEYS and isinstance(value, int) and value > 0:
+        return cudnn_version(value)
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        return ", ".join(map(str, value))
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+_CUDNN_KEYS = frozenset({"gpu.cudnn", "gpu.system_cudnn"})
+
+
+def shown_pair(change: EnvChange, limit: int = 60) -> tuple[str, str]:
+    """Baseline and candidate of a change for a table cell: as written, and for long values only what differs.
+
+    Two long values that share a prefix (a build configuration, a flag list)
+    would be cut to the same text; instead each side shows its differing
+    lines or items, with ``…`` where the shared ones were left out.
+    """
+    old = "–" if change.kind == "added" else _written(change.baseline, change.key)
+    new = "–" if change.kind == "removed" else _written(change.candidate, change.key)
+    if change.kind == "changed" and max(len(old), len(new)) > limit:
+        old, new = _differing_parts(old, new)
+    return display(old, limit), display(new, limit)
+
+
+def _differing_parts(old: str, new: str) -> tuple[str, str]:
+    """Each side's lines (or comma- or space-separated items) that the other lacks, in order."""
+    if "\n" in old + new:
+        pattern, joiner = r"\s*\n\s*", "; "
+    elif "," in old + new:
+        pattern, joiner = r"\s*[,;]\s*", ", "
+    else:
+        pattern, joiner = r"\s+", " "
+    a = [p for p in re.split(pattern, old.strip()) if p]
+    b = [p for p in re.split(pattern, new.strip()) if p]
+    left: list[str] = []
+    right: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            left += a[i1:i2]
+            right += b[j1:j2]
+    return _elided(left, len(a), joiner), _elided(right, len(b), joiner)
+
+
+def _elided(parts: list[str], total: int, joiner: str) -> str:
+    if not parts:
+        return "(absent)"
+    text = joiner.join(parts)
+    return f"… {text} …" if len(parts) < total else text
