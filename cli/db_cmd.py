@@ -224,7 +224,9 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
     """List stored runs, newest first, with their verdict against the golden.
 
     Verdicts are computed once per (golden, run) pair and kept; with --verdict,
-    every run not judged yet is judged first.
+    every run not judged yet is judged first. Wherever a command takes a run
+    id (compare, report, golden set, audit's runs), a unique prefix of it works
+    too.
 
     \b
     Examples:
@@ -256,11 +258,13 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
     click.echo(f"page {result.page} of {result.pages}, {result.total} run{'s' if result.total != 1 else ''}")
 
 
+# (title, widest cell before it is cut with "…", value). Run ids are never cut: they are typed back.
 _COLUMNS: tuple[tuple[str, int, Callable[[RunSummary], str]], ...] = (
-    ("RUN", 28, lambda r: r.run_id),
+    ("RUN", 200, lambda r: r.run_id),
     ("CAPTURED (UTC)", 16, lambda r: r.captured_at.strftime("%Y-%m-%d %H:%M")),
     ("MACHINE", 18, lambda r: r.hostname or r.machine_key[:12]),
     ("LABEL", 20, lambda r: r.label),
+    ("VARIANT", 16, lambda r: r.variant),
     ("TORCH", 14, lambda r: r.environment.torch_version or "-"),
     ("CUDA", 6, lambda r: r.environment.cuda or "-"),
     ("GPU / CPU", 24, lambda r: r.environment.gpu_model or r.environment.cpu_capability or "-"),

@@ -137,3 +137,25 @@ def test_push_exit_status_from_a_real_process(tmp_path):
                             cwd=REPO, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == "driftboard: error: 1 of 1 bundle not stored"
+
+
+def test_runs_never_cuts_a_run_id_and_shows_the_variant(capsys, fresh_db, tmp_path):
+    import dataclasses
+
+    from runs_factory import default_suite, make_run
+
+    from driftboard.core.bundle import write_bundle
+    from driftboard.core.run import MemoryArrays
+
+    arrays = MemoryArrays()
+    long_id = "20261130T120000Z-0123456789ab-with-a-long-name"
+    run = dataclasses.replace(make_run(default_suite(arrays), run_id=long_id), variant="threads-1")
+    path = write_bundle(tmp_path / "long.driftboard", run, arrays)
+    assert run_cli(capsys, "push", "-q", str(path), "--db", fresh_db)[0] == 0
+    code, out, _ = run_cli(capsys, "runs", "--db", fresh_db)
+    header, row = out.splitlines()[:2]
+    assert code == 0 and "VARIANT" in header.split()
+    assert row.split()[0] == long_id and "threads-1" in row.split()
+    code, out, _ = run_cli(capsys, "compare", long_id[:20], long_id[:20], "--db", fresh_db, "--fail-on", "never")
+    assert code == 0, out  # a unique prefix names the run, as `runs --help` says
+    assert "unique prefix" in run_cli(capsys, "runs", "--help")[1]
