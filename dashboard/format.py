@@ -203,3 +203,9 @@ def markdown_text(value: Any, limit: int = 300) -> str:
     """User text for a Streamlit Markdown string (``st.markdown``, ``st.caption``, labels): every
     Markdown and HTML character backslash-escaped, so it is shown, not rendered."""
     return _MARKDOWN.sub(r"\\\1", safe_text(value, limit))
+
+
+def tab_name(run: Any) -> str:
+    """A run as people recognise it in a tab or heading: its label and host (the run id when it has neither)."""
+    parts = [p for p in (safe_text(getattr(run, "label", ""), 40), safe_text(getattr(run, "hostname", ""), 30)) if p]
+    return " · ".join(dict.fromkeys(parts)) or run.run_id

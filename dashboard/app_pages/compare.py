@@ -10,7 +10,7 @@ import streamlit as st
 
 from driftboard.dashboard import data, html_report, state, ui
 from driftboard.dashboard.compare_view import show_comparison
-from driftboard.dashboard.format import markdown_text
+from driftboard.dashboard.format import markdown_text, tab_name
 
 st.title("Compare runs", anchor=False)
 store = state.store()
@@ -45,7 +45,8 @@ with state.guard():
         st.session_state["compare_baseline"] = golden.run_id if golden and golden.run_id in choices else others[0]
     base = st.session_state["compare_baseline"]
     candidates = [c for c in asked_candidates if c != base]
-    if not candidates and not asked_candidates:
+    # Only a first visit gets a candidate picked for it: a user who cleared the list meant it.
+    if not candidates and not asked_candidates and "compare_candidates" not in st.session_state:
         newest = [r.run_id for r in store.runs(per_page=5).runs if r.run_id != base and r.run_id in choices]
         candidates = newest[:1] or [r for r in choices if r != base][:1]
     st.session_state["compare_candidates"] = candidates
@@ -77,7 +78,8 @@ def _report_json() -> str:
 
 
 ui.downloads("compare_report", "driftboard-comparison", _report_html, _report_json)
-tabs = st.tabs([f"vs {markdown_text(c, 60)}" for c in candidates]) if len(candidates) > 1 else [st.container()]
+tabs = st.tabs([f"vs {markdown_text(tab_name(r.candidate), 60)}" for r in results]) if len(results) > 1 else [
+    st.container()]
 for i, (tab, result) in enumerate(zip(tabs, results)):
     with tab, state.guard():
         show_comparison(store, result, i)
