@@ -32,7 +32,6 @@ def run_from_report(text: str | bytes, *, label: str = "", note: str = "", tags:
     identity.update(label=label, note=note, tags=list(tags))
     fingerprint["identity"] = identity
     now = datetime.now(UTC)
-    torch_version = (fingerprint.get("torch") or {}).get("version") or "unknown torch"
     run = Run(
         run_id=f"import-{digest}",
         created_at=now.isoformat(timespec="seconds"),
@@ -43,10 +42,24 @@ def run_from_report(text: str | bytes, *, label: str = "", note: str = "", tags:
         fingerprint_digest=fingerprint_digest(fingerprint),
         cases=(),
         settings={},
-        label=label or f"imported collect_env ({torch_version})",
+        label=label or describe(fingerprint),
         tags=tags,
         note=note or "imported from a collect_env report",
         tool_version=__version__,
         imported=True,
     )
     return run, parsed
+
+
+def describe(fingerprint: dict) -> str:
+    """A report's machine in a few words (its GPU or CPU, OS and torch), so two imports can be told apart."""
+    gpu = fingerprint.get("gpu") if isinstance(fingerprint.get("gpu"), dict) else {}
+    devices = gpu.get("devices") if isinstance(gpu.get("devices"), list) else []
+    names = [d.get("name") for d in devices if isinstance(d, dict) and d.get("name")]
+    cpu = fingerprint.get("cpu") if isinstance(fingerprint.get("cpu"), dict) else {}
+    system = fingerprint.get("os") if isinstance(fingerprint.get("os"), dict) else {}
+    torch = fingerprint.get("torch") if isinstance(fingerprint.get("torch"), dict) else {}
+    hardware = (f"{len(names)}× {names[0]}" if len(names) > 1 else names[0]) if names else cpu.get("model") or None
+    where = system.get("distro") or system.get("system")
+    parts = [p for p in (hardware, where, f"torch {torch['version']}" if torch.get("version") else None) if p]
+    return "collect_env: " + (" · ".join(str(p) for p in parts) if parts else "unknown machine")

@@ -78,3 +78,15 @@ def test_imports_from_different_reports_are_different_machines(tmp_path: Path) -
             run, _ = run_from_report((FIXTURES / name).read_text())
             store.ingest(bundle_bytes(run, MemoryArrays()))
         assert len(store.machines()) == 2
+
+
+def test_imports_are_named_from_what_the_report_says() -> None:
+    from driftboard.core.imported import run_from_report
+
+    labels = {run_from_report((FIXTURES / name).read_text(errors="replace"))[0].label
+              for name in sorted(p.name for p in FIXTURES.glob("*.txt"))}
+    assert len(labels) >= 25  # 30 reports, told apart by their hardware, OS and torch
+    assert "collect_env: 8× NVIDIA RTX A5000 · Ubuntu 18.04.6 LTS · torch 1.11.0+cu115" in labels
+    assert "collect_env: macOS 12.5 · torch 1.12.1" in labels
+    run, _ = run_from_report((FIXTURES / "005.txt").read_text(errors="replace"), label="Alice's workstation")
+    assert run.label == "Alice's workstation"
