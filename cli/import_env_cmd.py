@@ -7,12 +7,11 @@ from pathlib import Path
 
 import click
 
-MAX_INPUT = 4 * 2**20
-
 
 @click.command("import-env")
 @click.argument("source", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
-@click.option("--label", default="", help="Label for the imported environment (default: 'imported collect_env (torch X)').")
+@click.option("--label", default="", help="Label for the imported environment (default: what the report "
+              "names: GPU or CPU, OS and torch, e.g. 'collect_env: NVIDIA A100 · Ubuntu 22.04 · torch 2.5.1').")
 @click.option("--note", default="", help="Where the report came from, e.g. an issue URL.")
 @click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
@@ -35,20 +34,23 @@ def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], outpu
     """
     from driftboard.cli.terminal import gpu_names
     from driftboard.core.bundle import SUFFIX, write_bundle
+    from driftboard.core.collect_env import MAX_CHARS
     from driftboard.core.errors import ReportParseError
     from driftboard.core.imported import run_from_report
     from driftboard.core.run import MemoryArrays
+    from driftboard.core.units import fmt_bytes
 
+    max_input = 4 * MAX_CHARS  # bytes read at most: a character is 1 to 4 bytes of UTF-8; the parser counts characters
     if str(source) == "-":
-        text = sys.stdin.buffer.read(MAX_INPUT + 1)
+        text = sys.stdin.buffer.read(max_input + 1)
     else:
         try:
             with source.open("rb") as f:
-                text = f.read(MAX_INPUT + 1)
+                text = f.read(max_input + 1)
         except OSError as exc:
             raise ReportParseError(f"cannot read {source}: {exc.strerror or exc}") from None
-    if len(text) > MAX_INPUT:
-        raise ReportParseError(f"input is larger than {MAX_INPUT} bytes: not a collect_env report")
+    if len(text) > max_input:
+        raise ReportParseError(f"input is larger than {fmt_bytes(max_input)}: not a collect_env report")
     run, parsed = run_from_report(text, label=label, note=note, tags=tags)
     path = write_bundle(output or Path("driftboard-runs") / f"{run.run_id}{SUFFIX}", run, MemoryArrays())
     fp = run.fingerprint

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from driftboard.core.run import Run
+from driftboard.core.units import fmt_bytes
 
 console = Console(highlight=False)
 
@@ -81,7 +82,9 @@ def print_capture_summary(run: Run, path: Path, seconds: float) -> None:
     console.print(f"[bold]driftboard capture[/] {run.run_id} (variant {run.variant}) in {seconds:.1f} s")
     console.print(Text(environment_line(run)))
     console.print(counts_line(run))
-    console.print(f"fingerprint {run.fingerprint_digest[:16]} · bundle {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    # soft_wrap: rich word-wraps at any Unicode space, the size's no-break space included
+    console.print(f"fingerprint {run.fingerprint_digest[:16]} · bundle {path} ({fmt_bytes(path.stat().st_size)})",
+                  soft_wrap=True)
 
 
 def print_sweep_summary(paths: list[Path]) -> None:
@@ -108,6 +111,6 @@ def print_run(run: Run, digest: str, size: int, verbose: bool) -> None:
     if run.settings:
         console.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
     console.print(counts_line(run))
-    console.print(f"manifest {digest[:16]} · {size / 1024:.0f} KiB · fingerprint {run.fingerprint_digest[:16]}")
+    console.print(f"manifest {digest[:16]} · {fmt_bytes(size)} · fingerprint {run.fingerprint_digest[:16]}", soft_wrap=True)
     if verbose and run.cases:
         console.print(run_table(run))

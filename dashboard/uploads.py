@@ -1,8 +1,10 @@
-"""Uploaded bundles into the store, each on its own: one result line per file.
+"""The Upload page's work: bundles pushed by ``db.push.push_files``, pasted reports imported.
 
-``Store.ingest`` validates a whole bundle before writing and writes it in one
-transaction, so a refused file leaves nothing behind; this module makes sure
-one bad file never stops the others and says, per file, what happened.
+Bundles go through the same library function as ``driftboard push``: each is
+validated in full and stored in one transaction or refused with one line, a
+bad file never stops the others, and a database locked past the busy timeout
+stops the batch with the files not tried marked for retry (``PushOutcome.retry``).
+This module only words the outcomes for the page.
 
 A pasted ``collect_env`` report (``import_report``) becomes an
 environment-only run the same way: parsed, written as a bundle, stored in one
@@ -13,53 +15,51 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from driftboard.core.bundle import DEFAULT_LIMITS, bundle_bytes
-from driftboard.core.errors import DriftboardError, NotFoundError, ReportParseError
+from driftboard.core.bundle import bundle_bytes
+from driftboard.core.collect_env import MAX_CHARS as MAX_REPORT_CHARS  # noqa: F401  (the paste box's cap: the parser's)
+from driftboard.core.errors import DriftboardError, NotFoundError
 from driftboard.core.imported import run_from_report
 from driftboard.core.run import MemoryArrays
-from driftboard.dashboard.format import safe_text
+from driftboard.core.units import fmt_bytes
+from driftboard.dashboard.format import markdown_text, safe_text
+from driftboard.db.push import PushOutcome
 from driftboard.db.session import redacted
 from driftboard.db.store import Store
 
 Status = Literal["stored", "already present", "refused"]
 UPLOADER = "dashboard upload"
-MAX_UPLOAD_MB = max(1, DEFAULT_LIMITS.file_bytes // 2**20)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class UploadOutcome:
-    name: str  # the file name as uploaded (user text: show as text)
-    status: Status
-    message: str  # one line
-    run_id: str | None = None
+def outcome_text(outcome: PushOutcome) -> str:
+    """One pushed file's result as one line of plain text (the results table)."""
+    words, size = _parts(outcome)
+    return f"{words} ({size})" if size else words
 
 
-def ingest_upload(store: Store, name: str, data: bytes, uploader: str = UPLOADER) -> UploadOutcome:
-    """Validate and store one uploaded file; never raises for a bad file."""
-    try:
-        result = store.ingest(data, uploader=uploader)
-    except DriftboardError as exc:
-        return UploadOutcome(name, "refused", str(exc))
-    except Exception as exc:  # a bug, but one file must not stop the others: say so and keep the traceback in the log
-        log.exception("unexpected error ingesting %s", safe_text(name))
-        return UploadOutcome(name, "refused", f"unexpected error (a driftboard bug): {type(exc).__name__}: "
-                                              f"{safe_text(exc)}")
+def outcome_markdown(outcome: PushOutcome) -> str:
+    """The same line for ``st.success`` and friends: the name in bold, user text escaped.
+
+    The size is added after escaping: ``markdown_text`` collapses whitespace and
+    would turn its no-break space into one the line may break at.
+    """
+    words, size = _parts(outcome)
+    line = f"**{markdown_text(outcome.name, 120)}**: {markdown_text(words, 600)}"
+    return f"{line} ({size})" if size else line
+
+
+def _parts(outcome: PushOutcome) -> tuple[str, str]:
+    result = outcome.result
+    if result is None:
+        return outcome.error, ""
     if not result.created:
-        return UploadOutcome(name, "already present", f"already stored as run {result.run_id}: nothing written",
-                             result.run_id)
-    size = f"{result.new_bytes / 2**20:.1f} MiB" if result.new_bytes >= 2**20 else f"{result.new_bytes / 1024:.0f} KiB"
-    return UploadOutcome(name, "stored", f"stored as run {result.run_id}: {result.case_count} cases, "
-                                         f"{result.new_arrays} new arrays ({size})", result.run_id)
-
-
-def ingest_uploads(store: Store, files: Iterable[tuple[str, bytes]], uploader: str = UPLOADER) -> list[UploadOutcome]:
-    return [ingest_upload(store, name, data, uploader) for name, data in files]
+        return f"already stored as run {result.run_id}: nothing written", ""
+    return (f"stored as run {result.run_id}: {result.case_count} cases, {result.new_arrays} new arrays",
+            fmt_bytes(result.new_bytes))
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,10 @@ class ImportOutcome:
     missing: tuple[str, ...] = ()  # what a partial report lacks (the report's own line names)
 
 
-MAX_REPORT_CHARS = 4 * 2**20  # as `driftboard import-env`
-
-
 def import_report(store: Store, text: str, *, label: str = "", note: str = "",
                   uploader: str = UPLOADER) -> ImportOutcome:
     """A pasted ``collect_env`` report stored as an environment-only run; never raises for bad text."""
     try:
-        if len(text) > MAX_REPORT_CHARS:
-            raise ReportParseError(f"text is longer than {MAX_REPORT_CHARS:,} characters: not a collect_env report")
         run, parsed = run_from_report(text, label=label.strip(), note=note.strip())
         if _stored(store, run.run_id):  # the id comes from the text: the same report pasted again
             return ImportOutcome("already present", f"this report is already stored as run {run.run_id}: "

@@ -27,7 +27,15 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 
 from driftboard.core.errors import StoreError
@@ -251,6 +259,14 @@ def is_lock_timeout(exc: BaseException) -> bool:
     """A SQLite write lock held by another process past the busy timeout: the next write would wait as long."""
     cause = exc.__cause__ if isinstance(exc, StoreError) else exc
     return _is_sqlite_busy(getattr(cause, "orig", None) or cause) if cause is not None else False
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database failed, not the data: unreachable, connection lost, locked, out of space. Later may work."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if isinstance(cause, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(cause, DBAPIError) and cause.connection_invalidated
 
 
 def is_retryable(exc: BaseException) -> bool:

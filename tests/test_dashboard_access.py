@@ -15,6 +15,7 @@ import pytest
 import streamlit as st
 from click.testing import CliRunner
 from db_factory import copy_sqlite, make_bundle
+from runs_table import shown, tick
 from streamlit.testing.v1 import AppTest
 
 import driftboard.dashboard
@@ -152,7 +153,7 @@ def upload_page_reachable(at: AppTest) -> bool:
 def test_open_mode_shows_everything_and_no_lock(db_url):
     at = open_app()
     assert title(at) == "Runs"
-    at.selectbox(key="run_pick").set_value(OTHER).run()
+    tick(at, OTHER)
     assert set(CONTROLS) <= keys(at)
     assert ui.TOKEN_KEY not in keys(at) and "login" not in keys(at)
     assert upload_page_reachable(at)
@@ -165,7 +166,7 @@ def test_anonymous_sees_no_upload_page_and_no_golden_or_delete_controls(access):
     access()
     at = open_app()
     assert title(at) == "Runs" and at.dataframe, "viewing stays open"
-    at.selectbox(key="run_pick").set_value(OTHER).run()
+    tick(at, OTHER)
     assert not set(CONTROLS) & keys(at)
     assert {ui.TOKEN_KEY, "unlock"} <= keys(at)
     assert at.text_input(key=ui.TOKEN_KEY).proto.type == at.text_input(key=ui.TOKEN_KEY).proto.PASSWORD
@@ -215,7 +216,7 @@ def test_an_uploader_token_unlocks_the_upload_page_but_not_delete(access, attemp
     assert not at.sidebar.info and not at.sidebar.error  # the click after the box's own unlock says nothing
     assert TOKENS["uploader"] not in repr(at.session_state.to_dict())  # the session keeps who, not the token
     assert upload_page_reachable(at)
-    at.selectbox(key="run_pick").set_value(OTHER).run()
+    tick(at, OTHER)
     assert not set(CONTROLS) & keys(at)
     assert TOKENS["uploader"] not in everything_shown(at) and TOKENS["uploader"] not in caplog.text
 
@@ -280,7 +281,7 @@ def test_enter_in_the_token_box_unlocks_and_an_empty_click_asks_for_a_token(acce
 def test_an_admin_token_shows_golden_and_delete_and_lock_ends_it(access, db_url):
     access()
     at = unlock(open_app(), TOKENS["admin"])
-    at.selectbox(key="run_pick").set_value(OTHER).run()
+    tick(at, OTHER)
     assert set(CONTROLS) <= keys(at)
     at.text_input(key="golden_reason").input("new reference")
     at.button(key="make_golden").click().run()
@@ -296,7 +297,7 @@ def test_the_server_checks_the_role_again_before_acting(access, db_url):
     """A delete button rendered for an admin, clicked after the session lost the role: refused."""
     access()
     at = unlock(open_app(), TOKENS["admin"])
-    at.selectbox(key="run_pick").set_value(OTHER).run()
+    tick(at, OTHER)
     at.checkbox(key="delete_confirm").check().run()
     at.session_state[state.ACCESS_KEY] = state.Unlocked("viewer-member")
     at.button(key="delete_run").click().run()
@@ -410,7 +411,7 @@ def test_oidc_login_gives_the_role_of_the_email(access, monkeypatch):
     at.run()
     assert title(at) == "Runs" and "logout" in keys(at)
     assert any("boss@example.com" in plain(c.value) and "admin" in c.value for c in at.caption)
-    at.selectbox(key="run_pick").set_value(OTHER).run()
+    tick(at, OTHER)
     assert set(CONTROLS) <= keys(at)
 
     at.user = {"is_logged_in": True, "email": "someone@example.com"}
@@ -458,7 +459,7 @@ def test_a_pasted_report_is_stored_once_as_an_environment_only_run(db_url):
         assert store.stats().runs == count
 
     goto(at, "runs")
-    table = next(df.value for df in at.dataframe if "verdict" in df.value.columns).set_index("run id")
+    table = shown(next(df.value for df in at.dataframe if "verdict" in df.value.columns)).set_index("run id")
     assert table.loc[run_id, "verdict"] == "environment only" and table.loc[run_id, "label"] == "reporter's <b>box</b>"
 
     at.query_params.update({"baseline": GOLDEN, "candidate": run_id})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from db_factory import copy_sqlite, fingerprint, make_bundle
+from runs_table import shown, tick
 from streamlit.testing.v1 import AppTest
 
 import driftboard.dashboard
@@ -116,9 +117,10 @@ def frames(at: AppTest) -> list:
 
 
 def frame_with(at: AppTest, column: str):
+    """The first table with ``column``, as shown (run page addresses read as the run ids the links show)."""
     found = [f for f in frames(at) if column in f.columns]
     assert found, f"no table with a {column!r} column"
-    return found[0]
+    return shown(found[0])
 
 
 def charts(at: AppTest) -> list:
@@ -139,7 +141,7 @@ def test_runs_page_lists_runs_newest_first_with_verdicts(db_url):
     at = open_page()
     table = frame_with(at, "verdict")
     assert len(table) == len(seed_bundles())
-    assert list(table.columns[:4]) == ["captured", "machine", "label", "tags"]
+    assert list(table.columns[:5]) == ["verdict", "run id", "captured", "machine", "label"]
     for column in ("torch", "CUDA", "driver", "GPU", "CPU capability", "variant"):
         assert column in table.columns
     by_id = table.set_index("run id")
@@ -195,8 +197,7 @@ def test_runs_page_pages_through_many_runs(tmp_path, monkeypatch):
 
 
 def test_mark_a_run_golden_with_a_reason_then_clear_it(db_url):
-    at = open_page()
-    at.selectbox(key="run_pick").set_value(LAPTOP).run()
+    at = tick(open_page(), LAPTOP)
     at.text_input(key="golden_reason").input("after the **driver** upgrade")
     at.button(key="make_golden").click().run()
     assert not at.exception
@@ -208,7 +209,7 @@ def test_mark_a_run_golden_with_a_reason_then_clear_it(db_url):
     assert frame_with(at, "verdict").set_index("run id").loc[LAPTOP, "verdict"] == "★ golden"
     assert frame_with(at, "reason")["reason"].tolist() == ["after the **driver** upgrade"]  # shown as typed
 
-    at.selectbox(key="run_pick").set_value(LAPTOP).run()
+    tick(at, LAPTOP)
     at.button(key="clear_golden").click().run()
     assert not at.exception
     with Store(db_url) as store:
@@ -216,14 +217,12 @@ def test_mark_a_run_golden_with_a_reason_then_clear_it(db_url):
 
 
 def test_an_environment_only_run_cannot_be_made_golden(db_url):
-    at = open_page()
-    at.selectbox(key="run_pick").set_value(IMPORTED).run()
+    at = tick(open_page(), IMPORTED)
     assert at.button(key="make_golden").disabled
 
 
 def test_delete_needs_the_confirmation(db_url):
-    at = open_page()
-    at.selectbox(key="run_pick").set_value(BROKEN).run()
+    at = tick(open_page(), BROKEN)
     assert at.button(key="delete_run").disabled
     at.checkbox(key="delete_confirm").check().run()
     assert not at.button(key="delete_run").disabled
@@ -231,14 +230,13 @@ def test_delete_needs_the_confirmation(db_url):
     assert not at.exception
     assert said(at, f"Deleted run {BROKEN}")
     assert BROKEN not in list(frame_with(at, "verdict")["run id"])
-    assert at.checkbox(key="delete_confirm").value is False
+    assert not [box for box in at.checkbox if box.key == "delete_confirm"]  # nothing stays ticked
     with Store(db_url) as store, pytest.raises(NotFoundError):
         store.run(BROKEN)
 
 
 def test_deleting_the_golden_is_refused_with_the_reason(db_url):
-    at = open_page()
-    at.selectbox(key="run_pick").set_value(GOLDEN).run()
+    at = tick(open_page(), GOLDEN)
     at.checkbox(key="delete_confirm").check().run()
     at.button(key="delete_run").click().run()
     assert not at.exception
@@ -446,9 +444,8 @@ def test_hostile_user_text_is_shown_as_text_never_rendered(db_url):
                 assert raw not in text, (raw, text)
     # the Compare heading shows the label escaped, so Markdown prints it as typed
     assert any("\\<script\\>" in t for t in texts(pages[1]))
-    pages[0].selectbox(key="run_pick").set_value(HOSTILE_RUN).run()
-    assert HOSTILE in pages[0].selectbox(key="run_pick").options[
-        pages[0].selectbox(key="run_pick").index]  # select boxes show plain text
+    tick(pages[0], HOSTILE_RUN)
+    assert any("\\<script\\>alert" in t for t in texts(pages[0]))  # the ticked run is named, escaped
     assert "Note: **note** <img src=x onerror=alert(1)>" in [t.value for t in pages[0].text]
 
 

@@ -1,16 +1,20 @@
 """Upload: drop run bundles, or paste a ``collect_env`` report; each is stored on its own, with its own result line.
 
-Only in the menu for roles that may upload; the page checks the role again itself.
+Bundles go through ``db.push.push_files``, as ``driftboard push`` does. Only in
+the menu for roles that may upload; the page checks the role again itself.
 """
 
 import pandas as pd
 import streamlit as st
 
+from driftboard.core.bundle import DEFAULT_LIMITS
 from driftboard.dashboard import state, uploads
 from driftboard.dashboard.format import markdown_text
+from driftboard.db.push import push_files
 
-RESULTS = "upload_results"  # file id -> UploadOutcome, so a rerun never ingests a file twice
+RESULTS = "upload_results"  # file id -> PushOutcome, so a rerun never pushes a file twice
 PASTED = "paste_result"  # the last pasted report's ImportOutcome
+STATUSES = ("stored", "already present", "refused", "not attempted")
 
 st.title("Upload runs", anchor=False)
 state.require("upload")
@@ -20,36 +24,51 @@ st.markdown("Drop one or many `.driftboard` bundle files. Each file is checked i
             "piece, or refused with the reason; a bad file never stops the others.")
 
 files = st.file_uploader("Run bundles", accept_multiple_files=True, key="upload_files",
-                         max_upload_size=uploads.MAX_UPLOAD_MB, help="Files written by `driftboard capture`.")
+                         max_upload_size=DEFAULT_LIMITS.upload_mb, help="Files written by `driftboard capture`.")
 done = st.session_state.setdefault(RESULTS, {})
-for file in files or []:
-    if file.file_id not in done:
-        done[file.file_id] = uploads.ingest_upload(store, file.name, file.getvalue(), uploader)
+todo = [file for file in files or [] if file.file_id not in done]
+if todo:
+    pushed = push_files(store, [(file.name, file.getvalue()) for file in todo], uploader=uploader)
+    done.update(zip((file.file_id for file in todo), pushed))
 
 outcomes = [done[f.file_id] for f in files or [] if f.file_id in done]
+
+
 def _show(status: str, line: str) -> None:
-    """One result line: stored, already present, or refused (icon and words, never colour alone)."""
+    """One result line: stored, already present, not attempted or refused (icon and words, never colour alone)."""
     if status == "stored":
         st.success(line, icon=":material/check_circle:")
     elif status == "already present":
         st.info(line, icon=":material/content_copy:")
+    elif status == "not attempted":
+        st.warning(line, icon=":material/schedule:")
     else:
         st.error(line, icon=":material/block:")
 
 
+def _forget(file_ids: list[str]) -> None:
+    """Drop these files' results: the rerun this click starts pushes them again."""
+    for file_id in file_ids:
+        st.session_state[RESULTS].pop(file_id, None)
+
+
 if outcomes:
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("stored", "already present", "refused")}
+    counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
     st.caption(" · ".join(f"{n} {status}" for status, n in counts.items() if n))
     for outcome in outcomes:
-        _show(outcome.status, f"**{markdown_text(outcome.name, 120)}**: {markdown_text(outcome.message, 600)}")
-    st.dataframe(pd.DataFrame([{"file": o.name, "result": o.status, "run id": o.run_id or "", "detail": o.message}
-                               for o in outcomes]), hide_index=True, key="upload_table")
+        _show(outcome.status, uploads.outcome_markdown(outcome))
+    retry = [f.file_id for f in files or [] if f.file_id in done and done[f.file_id].retry]
+    if retry:  # the database failed, not the files: nothing of them was written
+        st.button(f"Try the {len(retry)} file{'s' if len(retry) > 1 else ''} not stored again", key="upload_retry",
+                  icon=":material/refresh:", on_click=_forget, args=(retry,))
+    st.dataframe(pd.DataFrame([{"file": o.name, "result": o.status, "run id": o.run_id or "",
+                                "detail": uploads.outcome_text(o)} for o in outcomes]),
+                 hide_index=True, key="upload_table")
     stored = list(dict.fromkeys(o.run_id for o in outcomes if o.run_id))
     if stored:  # two or more: the first is the baseline; one: against the golden
         params = {"baseline": stored[0], "candidate": stored[1:9]} if len(stored) > 1 else {"candidate": stored}
         st.page_link("app_pages/compare.py", label="Compare the uploaded runs", icon=":material/compare_arrows:",
                      query_params=params)
-
 
 
 def _import_pasted() -> None:

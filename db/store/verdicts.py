@@ -1,0 +1,127 @@
+"""Verdicts of runs against their golden, computed once and kept.
+
+A run's worst verdict under a policy depends only on the two runs' stored
+content, so it is cached in ``verdicts`` until the golden changes
+(``forget_verdicts_of``): lists of runs then filter and show verdicts without
+comparing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from driftboard.core.run import Run
+from driftboard.db.models import GoldenRow, RunRow, VerdictRow
+from driftboard.db.session import transaction
+from driftboard.db.store.arrays import DbArrays
+from driftboard.db.store.queries import load_run, policy_key, run_pk, same_suite
+from driftboard.db.store.results import DEFAULT_GOLDEN, DEFAULT_POLICY, VerdictSummary
+from driftboard.db.store.sql import insert, now
+
+_BATCH = 200  # verdicts written per transaction by refresh_verdicts
+
+
+def verdict(engine: Engine, run_id: str, *, golden: str = DEFAULT_GOLDEN,
+            policy: str | None = None) -> VerdictSummary | None:
+    key = policy_key(policy)
+    with transaction(engine) as session:
+        pk = run_pk(session, run_id)
+        found = _verdict_lookup(session, pk, golden, key)
+    if found is None:
+        return None
+    run_name, golden_name, golden_pk, cached = found
+    if cached is not None:
+        return _verdict_summary(golden_name, run_name, cached, True)
+    row = _judge(engine, golden_pk, golden_name, pk, run_name, key, DbArrays(engine), {})
+    _keep_verdicts(engine, [row])
+    return _verdict_summary(golden_name, run_name, VerdictRow(**row), False)
+
+
+def refresh_verdicts(engine: Engine, *, golden: str = DEFAULT_GOLDEN, policy: str | None = None,
+                     run_ids: Sequence[str] | None = None) -> int:
+    key = policy_key(policy)
+    golden_run = RunRow.__table__.alias("gr")
+    with transaction(engine) as session:
+        query = (
+            select(RunRow.id, RunRow.run_id, GoldenRow.run_pk, golden_run.c.run_id)
+            .join(GoldenRow, and_(GoldenRow.name == golden, *same_suite(GoldenRow)))
+            .join(golden_run, golden_run.c.id == GoldenRow.run_pk)
+            .outerjoin(VerdictRow, and_(VerdictRow.golden_run_pk == GoldenRow.run_pk,
+                                        VerdictRow.run_pk == RunRow.id, VerdictRow.policy == key))
+            .where(VerdictRow.run_pk.is_(None), RunRow.case_count > 0)
+            .order_by(GoldenRow.run_pk, RunRow.id)
+        )
+        if run_ids is not None:
+            query = query.where(RunRow.run_id.in_(list(run_ids)))
+        todo = session.execute(query).all()
+    arrays, goldens, batch = DbArrays(engine), {}, []  # one array cache for all: arrays repeat across runs
+    for pk, run_name, golden_pk, golden_name in todo:
+        batch.append(_judge(engine, golden_pk, golden_name, pk, run_name, key, arrays, goldens))
+        if len(batch) == _BATCH:
+            _keep_verdicts(engine, batch)
+            batch = []
+    _keep_verdicts(engine, batch)
+    return len(todo)
+
+
+def forget_verdicts_of(session: Session, golden_run_pk: int) -> None:
+    """Cached verdicts against a run that is no longer a golden are invalid: drop them."""
+    if session.execute(select(GoldenRow.id).where(GoldenRow.run_pk == golden_run_pk).limit(1)).first() is None:
+        session.execute(delete(VerdictRow).where(VerdictRow.golden_run_pk == golden_run_pk))
+
+
+def _judge(engine: Engine, golden_pk: int, golden_name: str, pk: int, run_name: str, key: str,
+           arrays: DbArrays, goldens: dict[int, Run]) -> dict[str, Any]:
+    """The verdict row of one run against one golden run."""
+    from driftboard.core.compare import compare_runs, parse_policy
+
+    if golden_pk not in goldens:
+        goldens[golden_pk] = load_run(engine, golden_name)
+    candidate = load_run(engine, run_name)
+    policy = None if key == DEFAULT_POLICY else parse_policy(key)
+    comparison = compare_runs(goldens[golden_pk], arrays, candidate, arrays, policy)
+    counts = {v.value: n for v, n in comparison.counts().items() if n}
+    return {"golden_run_pk": golden_pk, "run_pk": pk, "policy": key,
+            "worst": comparison.worst.value, "counts": counts, "computed_at": now()}
+
+
+def _keep_verdicts(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with transaction(engine, write=True) as session:
+        # The golden may have changed (or a run gone) while comparing: keep only what still applies.
+        goldens = set(session.execute(select(GoldenRow.run_pk).where(
+            GoldenRow.run_pk.in_(sorted({r["golden_run_pk"] for r in rows})))).scalars())
+        runs = set(session.execute(select(RunRow.id).where(
+            RunRow.id.in_(sorted({r["run_pk"] for r in rows})))).scalars())
+        keep = [r for r in rows if r["golden_run_pk"] in goldens and r["run_pk"] in runs]
+        if keep:
+            session.execute(insert(session, VerdictRow).on_conflict_do_nothing(), keep)
+
+
+def _verdict_lookup(session: Session, pk: int, golden: str,
+                    key: str) -> tuple[str, str, int, VerdictRow | None] | None:
+    golden_row = GoldenRow.__table__.alias("g")
+    golden_run = RunRow.__table__.alias("gr")
+    found = session.execute(
+        select(RunRow.run_id, golden_run.c.run_id, golden_row.c.run_pk, RunRow.case_count)
+        .join(golden_row, and_(golden_row.c.name == golden, *same_suite(golden_row.c)))
+        .join(golden_run, golden_run.c.id == golden_row.c.run_pk)
+        .where(RunRow.id == pk)
+    ).first()
+    if found is None or found[3] == 0:
+        return None
+    run_name, golden_name, golden_pk, _ = found
+    cached = session.execute(select(VerdictRow).where(
+        VerdictRow.golden_run_pk == golden_pk, VerdictRow.run_pk == pk, VerdictRow.policy == key)
+    ).scalar_one_or_none()
+    return run_name, golden_name, golden_pk, cached
+
+
+def _verdict_summary(golden_name: str, run_name: str, row: VerdictRow, cached: bool) -> VerdictSummary:
+    return VerdictSummary(golden_name, run_name, row.policy, row.worst, dict(row.counts), row.computed_at, cached)
