@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from driftboard import __version__
 from driftboard.core.errors import DriftboardError
+from driftboard.core.version import __version__
 
 # command name -> "module:function"; loaded only when the command runs or help lists it.
 COMMANDS: dict[str, str] = {
@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "import-env": "driftboard.cli.import_env_cmd:import_env",
     "auth": "driftboard.cli.auth_cmd:auth",
     "golden": "driftboard.cli.golden_cmd:golden",
+    "audit": "driftboard.cli.audit_cmd:audit",
 }
 
 
