@@ -1,4 +1,5 @@
-"""ASGI middleware `driftboard serve` puts in front of Streamlit: a Host allow-list and no "Clear cache" from browsers.
+"""ASGI middleware `driftboard serve` puts in front of Streamlit: a Host allow-list, no "Clear cache" from
+browsers, and no file uploads from sessions that may not upload (``UploadGuard``, ``dashboard.upload_permits``).
 
 **Host** (DNS rebinding): a page on ``evil.example`` whose name is made to
 resolve to 127.0.0.1 reaches a dashboard on loopback as a same-origin page, so
@@ -142,6 +143,33 @@ class ClearCacheGuard:
                 return message
 
         await self.app(scope, receive_without_clear_cache, send)
+
+
+class UploadGuard:
+    """Refuse a file upload from a browser session whose role may not upload, before its body is read."""
+
+    PREFIX = "/_stcore/upload_file/"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(self.PREFIX) or scope.get("method") in ("OPTIONS", "HEAD", "GET"):
+            await self.app(scope, receive, send)
+            return
+        from driftboard.dashboard import upload_permits
+
+        session_id = path[len(self.PREFIX):].split("/", 1)[0]
+        if upload_permits.may_upload(session_id):
+            await self.app(scope, receive, send)
+            return
+        log.warning("dashboard: refused a file upload from %s: its session may not upload", _client(scope))
+        body = b"driftboard: this session may not upload runs; unlock with a token that has the upload role.\n"
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def is_clear_cache(data: bytes | None) -> bool:

@@ -5,12 +5,12 @@ with uvicorn, with the same ``--server.*`` flags as a plain script. The
 middleware (``dashboard.guards``) runs before Streamlit's own on every request
 and WebSocket: the Host allow-list ``serve`` hands over in
 ``$DRIFTBOARD_ALLOWED_HOSTS``, and the refusal of Streamlit's "Clear cache"
-message.
+message, and the refusal of file uploads from sessions whose role may not upload.
 """
 
 import streamlit as st
 from starlette.middleware import Middleware
 
-from driftboard.dashboard.guards import ClearCacheGuard, HostGuard
+from driftboard.dashboard.guards import ClearCacheGuard, HostGuard, UploadGuard
 
-app = st.App("app.py", middleware=[Middleware(HostGuard), Middleware(ClearCacheGuard)])
+app = st.App("app.py", middleware=[Middleware(HostGuard), Middleware(UploadGuard), Middleware(ClearCacheGuard)])

@@ -579,3 +579,18 @@ def test_serve_refuses_a_broken_access_file_in_one_line(tmp_path, execs, capsys)
     assert err.startswith("driftboard: error: ") and "hash-token" in err and "\n" not in err
     assert "plaintext-password" not in err
     assert execs == []
+
+
+def test_the_app_grants_uploads_only_to_sessions_whose_role_may_upload(access) -> None:
+    from driftboard.dashboard import upload_permits
+
+    def last_grant() -> bool:
+        return next(reversed(upload_permits._granted.values()))
+
+    access("tokens", view="anonymous")
+    open_app()
+    assert last_grant() is False  # an anonymous viewer: Streamlit's upload endpoint is closed to this session
+    unlock(open_app(), TOKENS["viewer"])
+    assert last_grant() is False
+    unlock(open_app(), TOKENS["uploader"])
+    assert last_grant() is True
