@@ -8,6 +8,7 @@ the security review); now each is refused (403) from its request line.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -30,11 +31,9 @@ def rss_mib(pid: int) -> float:
     group = subprocess.run(["pgrep", "-g", str(os.getpgid(pid))], capture_output=True, text=True).stdout.split()
     total = 0
     for p in {str(pid), *group}:
-        try:
+        with contextlib.suppress(OSError, StopIteration):  # a helper process may end meanwhile
             total += next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
                           if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass
     return total / 1024
 
 
@@ -48,7 +47,7 @@ def upload(port: int) -> int:
     try:
         for _ in range(MIB):
             conn.send(chunk)
-    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+    except (TimeoutError, BrokenPipeError, ConnectionResetError):
         pass
     status = conn.getresponse().status
     conn.close()
