@@ -8,8 +8,6 @@ from the request line, so no byte of such a body is held.
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
 import uuid
 
 from test_guards import exchange, served  # noqa: F401  (the fixture: a real `driftboard serve`)
