@@ -22,7 +22,7 @@ from driftboard.core.units import fmt_bytes
 
 if TYPE_CHECKING:
     from driftboard.db.push import PushOutcome
-    from driftboard.db.store import IngestResult, RunSummary
+    from driftboard.db.store import ArrayRepair, IngestResult, RunPage, RunSummary, Store
 
 
 def _db_help() -> str:
@@ -42,7 +42,7 @@ def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 def db() -> None:
-    """Manage the driftboard database: create it or migrate its schema.
+    """Manage the driftboard database: create it, migrate its schema, check and repair its arrays.
 
     Runs are kept in a SQLite file in your user data directory unless --db or
     DRIFTBOARD_DATABASE_URL names another database (any SQLAlchemy URL; a team
@@ -53,6 +53,7 @@ def db() -> None:
       driftboard db upgrade
       driftboard db upgrade --db postgresql://driftboard@db.example.com/driftboard
       driftboard db status
+      driftboard db repair ~/driftboard-runs/
     """
 
 
@@ -112,13 +113,63 @@ def status(db_url: str | None) -> None:
                    f"{fmt_bytes(stats.array_bytes)} raw)")
 
 
+@db.command("repair")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+def repair(sources: tuple[Path, ...], db_url: str | None) -> None:
+    """Find stored arrays whose stored bytes are not exactly the array, and rewrite them.
+
+    Every stored array is inflated and checked against its sha256; bytes after
+    the end of its stream count as damage too. A bad array whose stored bytes
+    still begin with the array is rewritten from them; any other is taken from
+    the SOURCES, bundle files or directories searched for *.driftboard files.
+    One line per bad array (and per source that cannot be read). The exit
+    status is 1 when an array is left unrepaired: its line names the runs that
+    need it, and a bundle of any of them repairs it.
+
+    \b
+    Examples:
+      driftboard db repair
+      driftboard db repair --db postgresql://admin@db.example.com/driftboard ~/driftboard-runs/
+    """
+    import sys
+
+    from driftboard.db.store import Store
+
+    with Store(db_url, create_if_empty=False) as store:
+        report = store.repair_arrays(sources)
+    for line in report.skipped_sources:
+        click.echo(f"source {line} (skipped)", err=True)
+    for array in report.arrays:
+        click.echo(_repair_line(array))
+    unrepaired = len(report.unrepaired)
+    click.echo(f"checked {report.checked:,} array{'s' if report.checked != 1 else ''}: "
+               + (f"{len(report.arrays) - unrepaired} repaired, {unrepaired} not repaired" if report.arrays
+                  else "every one is whole"))
+    if unrepaired:
+        sys.exit(1)  # not ctx.exit: cli.main runs click with standalone_mode=False, which drops its code
+
+
+def _repair_line(array: ArrayRepair) -> str:
+    name = f"array {array.sha256[:12]}…"
+    if array.repaired:
+        return f"{name}: repaired from {array.source} ({array.problem})"
+    runs = ", ".join(array.runs[:3]) + (f" and {len(array.runs) - 3} more" if len(array.runs) > 3 else "")
+    if not array.runs:
+        return f"{name}: not repaired ({array.problem}); no run needs it"
+    return (f"{name}: not repaired ({array.problem}); needed by run{'s' if len(array.runs) != 1 else ''} {runs}: "
+            "give a bundle of one of them as a SOURCE")
+
+
 # ---------------------------------------------------------------- driftboard push
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @db_option
-@click.option("--uploader", default=None, help="Who is uploading (default: $DRIFTBOARD_UPLOADER, else your login).")
+@click.option("--uploader", default=None,
+              help="Who is uploading, for SQLite, which knows no users (default: $DRIFTBOARD_UPLOADER, else your "
+                   "login). PostgreSQL records your database login; a pusher cannot name anyone else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quiet: bool) -> None:
     """Store run bundles in the database.
@@ -154,8 +205,10 @@ def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str
         elif not quiet:
             click.echo(_pushed_line(outcome.name, outcome.result))
 
-    who = uploader if uploader is not None else _default_uploader()
     with Store(db_url) as store:
+        # PostgreSQL knows who logged in, and records that name unless told another: only SQLite needs a default
+        default = _default_uploader() if store.dialect == "sqlite" else ""
+        who = uploader if uploader is not None else default
         outcomes = push_files(store, list(paths), uploader=who, report=show)
     failed = sum(1 for outcome in outcomes if outcome.result is None)
     if failed:
@@ -234,6 +287,7 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
       driftboard runs --machine gpu-node-3 --since 2025-01-01
       driftboard runs --torch 2.5 --gpu A100 --verdict drift --json
     """
+    from driftboard.db.session import read_only_reason
     from driftboard.db.store import RunFilter, Store
 
     filters = RunFilter(machine=machine, label=label, tags=tags, since=since, until=until, torch=torch, cuda=cuda,
@@ -243,8 +297,10 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
         if verdict:
             store.refresh_verdicts(golden=golden, policy=policy)
         result = store.runs(filters, page=page, per_page=per_page)
-        if not verdict and store.refresh_verdicts(golden=golden, policy=policy,
-                                                  run_ids=[r.run_id for r in result.runs]):
+        if read_only_reason(store.engine) is not None:  # no verdict can be kept: judge this page's runs now
+            result = _judged_now(store, result, golden=golden, policy=policy)
+        elif not verdict and store.refresh_verdicts(golden=golden, policy=policy,
+                                                    run_ids=[r.run_id for r in result.runs]):
             result = store.runs(filters, page=page, per_page=per_page)
     if as_json:
         from driftboard.core.documents import document
@@ -256,6 +312,17 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
         return
     click.echo(_table(result.runs))
     click.echo(f"page {result.page} of {result.pages}, {result.total} run{'s' if result.total != 1 else ''}")
+
+
+def _judged_now(store: Store, result: RunPage, *, golden: str, policy: str) -> RunPage:
+    """The page with each run's verdict computed now (a read-only database keeps none)."""
+    from dataclasses import replace
+
+    judged = []
+    for run in result.runs:
+        found = store.verdict(run.run_id, golden=golden, policy=policy) if run.verdict is None else None
+        judged.append(replace(run, verdict=found.worst) if found is not None else run)
+    return replace(result, runs=tuple(judged))
 
 
 # (title, widest cell before it is cut with "…", value). Run ids are never cut: they are typed back.

@@ -11,6 +11,7 @@ from db_factory import write_bundle_file
 
 from driftboard.cli import main
 from driftboard.core.processes import driftboard_command
+from driftboard.db.migrate import head_revision
 from driftboard.db.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,18 +96,18 @@ def test_an_empty_postgres_database_needs_db_upgrade_first(capsys, postgres_url)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.strip().endswith(f"create it with: driftboard db upgrade --db '{postgres_url}'")
     code, out, _ = run_cli(capsys, "db", "upgrade", "--db", postgres_url)
-    assert code == 0 and out.strip().endswith("upgraded: schema revision none -> 0002")
+    assert code == 0 and out.strip().endswith(f"upgraded: schema revision none -> {head_revision()}")
     code, out, _ = run_cli(capsys, "db", "upgrade", "--db", postgres_url)
-    assert out.strip().endswith("is up to date (schema revision 0002)")
+    assert out.strip().endswith(f"is up to date (schema revision {head_revision()})")
     assert run_cli(capsys, "runs", "--db", postgres_url)[:2] == (0, "no runs\n")
 
 
 def test_db_upgrade_and_status_on_a_sqlite_file(capsys, tmp_path):
     path = tmp_path / "team.sqlite"
     code, out, _ = run_cli(capsys, "db", "upgrade", "--db", str(path))  # a plain path means a SQLite file
-    assert code == 0 and out.strip() == f"database sqlite:///{path} upgraded: schema revision none -> 0002"
+    assert code == 0 and out.strip() == f"database sqlite:///{path} upgraded: schema revision none -> {head_revision()}"
     code, out, _ = run_cli(capsys, "db", "status", "--db", str(path))
-    assert code == 0 and "schema revision 0002 (current)" in out and "0 runs from 0 machines" in out
+    assert code == 0 and f"schema revision {head_revision()} (current)" in out and "0 runs from 0 machines" in out
 
 
 def test_bad_database_urls_are_one_line_errors(capsys, tmp_path):

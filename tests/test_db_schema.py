@@ -99,12 +99,14 @@ def test_an_empty_postgres_database_is_refused_with_the_upgrade_command(postgres
 
 
 def test_an_older_revision_is_refused_with_the_exact_upgrade_command(fresh_db, monkeypatch):
-    monkeypatch.setattr(migrate, "head_revision", lambda: "0003")  # as if this driftboard were newer
+    head = migrate.head_revision()
+    newer = f"{int(head) + 1:04d}"
+    monkeypatch.setattr(migrate, "head_revision", lambda: newer)  # as if this driftboard were newer
     with pytest.raises(SchemaOutOfDateError) as err:
         Store(fresh_db)
     message = str(err.value)
     assert "\n" not in message
-    assert "is at schema revision 0002, this driftboard needs 0003" in message
+    assert f"is at schema revision {head}, this driftboard needs {newer}" in message
     assert message.endswith(migrate.upgrade_command(database_url(fresh_db)))
 
 

@@ -28,6 +28,7 @@ from driftboard.db.store import delete as _delete
 from driftboard.db.store import goldens as _goldens
 from driftboard.db.store import ingest as _ingest
 from driftboard.db.store import queries as _queries
+from driftboard.db.store import repair as _repair
 from driftboard.db.store import verdicts as _verdicts
 
 # _decompress, _outcome_row and _stored_form: the names older imports (tests) use, re-exported.
@@ -36,6 +37,7 @@ from driftboard.db.store.arrays import decompress as _decompress  # noqa: F401
 from driftboard.db.store.ingest import ENV_COLUMNS, _outcome_row, _stored_form, device_class  # noqa: F401
 from driftboard.db.store.open_stores import OpenStores
 from driftboard.db.store.queries import MAX_PER_PAGE, PER_PAGE
+from driftboard.db.store.repair import ArrayRepair, RepairReport
 from driftboard.db.store.results import (
     DEFAULT_GOLDEN,
     DEFAULT_POLICY,
@@ -57,8 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODEC", "DEFAULT_GOLDEN", "DEFAULT_POLICY", "ENV_COLUMNS", "MAX_OPEN_STORES", "MAX_PER_PAGE", "PER_PAGE",
-    "DbArrays", "DeleteResult", "EnvironmentSummary", "Golden", "GoldenKey", "IngestResult", "MachineSummary",
-    "RunFilter", "RunPage", "RunSummary", "Store", "StoreStats", "VerdictSummary", "close_shared_stores",
+    "ArrayRepair", "DbArrays", "DeleteResult", "EnvironmentSummary", "Golden", "GoldenKey", "IngestResult", "MachineSummary",
+    "RepairReport", "RunFilter", "RunPage", "RunSummary", "Store", "StoreStats", "VerdictSummary", "close_shared_stores",
     "device_class", "load_stored_run", "shared_store",
 ]
 
@@ -99,13 +101,16 @@ class Store:
     # ------------------------------------------------------------ ingest
 
     def ingest(self, source: str | Path | bytes, *, uploader: str = "", limits: Limits = DEFAULT_LIMITS) -> IngestResult:
-        """Validate a bundle file (or its bytes) fully, then store it in one transaction."""
-        data = read_bounded(source, limits)
-        return self.ingest_bundle(read_bundle(data, limits), uploader=uploader, _file=data)
+        """Validate a bundle file (or its bytes) fully, then store it in one transaction.
 
-    def ingest_bundle(self, bundle: Bundle, *, uploader: str = "", _file: bytes | None = None) -> IngestResult:
+        ``uploader`` is recorded as given on SQLite. On PostgreSQL an empty one records the login; a pusher
+        (a role that may not insert runs itself) naming anyone but its login is refused with nothing written.
+        """
+        return self.ingest_bundle(read_bundle(read_bounded(source, limits), limits, streams=True), uploader=uploader)
+
+    def ingest_bundle(self, bundle: Bundle, *, uploader: str = "") -> IngestResult:
         """Store a bundle ``read_bundle`` validated. Storing one already stored changes nothing."""
-        return _ingest.ingest_bundle(self.engine, bundle, uploader=uploader, file=_file)
+        return _ingest.ingest_bundle(self.engine, bundle, uploader=uploader)
 
     # ------------------------------------------------------------ runs
 
@@ -151,6 +156,10 @@ class Store:
 
     def stats(self) -> StoreStats:
         return _queries.stats(self.engine)
+
+    def repair_arrays(self, sources: Sequence[str | Path] = ()) -> RepairReport:
+        """Check every stored array; rewrite those not exactly their bytes from a good copy (``db/store/repair.py``)."""
+        return _repair.repair_arrays(self.engine, sources)
 
     # ------------------------------------------------------------ goldens
 

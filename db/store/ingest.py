@@ -6,6 +6,11 @@ IMMEDIATE), PostgreSQL resolves races on the unique digests with ``INSERT …
 ON CONFLICT DO NOTHING`` (which waits for the other transaction) and rows are
 written in sorted key order so two ingests never deadlock; a transaction that
 still loses a race is retried.
+
+On PostgreSQL a role that may not insert runs itself (a member of the
+pushers' role, docs/DEPLOY.md) writes the same rows through one call of the
+``driftboard_push_run`` function instead (``ingest_pusher.py``), which records
+its login as the uploader.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from driftboard.core.bundle import Bundle, deflate_streams
+from driftboard.core.bundle import Bundle
 from driftboard.core.errors import BundleError, StoreError
 from driftboard.core.fields import flatten
 from driftboard.core.run import CaseResult, Run
@@ -35,12 +40,14 @@ from driftboard.db.models import (
     RunRow,
     RunTagRow,
 )
-from driftboard.db.session import is_retryable, transaction
+from driftboard.db.session import retry_conflicts, transaction
+from driftboard.db.store import ingest_pusher as pusher
+from driftboard.db.store import own_blob
 from driftboard.db.store.arrays import CODEC, compress
 from driftboard.db.store.results import IngestResult
 from driftboard.db.store.sql import chunks, insert, now
 
-_ATTEMPTS = 3
+_ATTEMPTS = 5  # whole transactions tried before a conflict with concurrent writers is reported
 
 # Fingerprint keys (core/fields.py) behind the indexed environment columns; the first present wins.
 ENV_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -54,17 +61,17 @@ ENV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def ingest_bundle(engine: Engine, bundle: Bundle, *, uploader: str = "", file: bytes | None = None) -> IngestResult:
-    """Store a bundle ``read_bundle`` validated (``file``: its bytes, whose deflate streams are kept as they are)."""
+def ingest_bundle(engine: Engine, bundle: Bundle, *, uploader: str = "") -> IngestResult:
+    """Store a bundle ``read_bundle`` validated; the deflate streams it checked (``streams=True``) are kept as they are.
+
+    A transaction that conflicts with a concurrent writer (a unique race, a run deleted that shares
+    this one's arrays) is retried whole, a bounded number of times.
+    """
     plan = _Plan.of(bundle, uploader)
-    streams = _Streams(file)
-    for attempt in range(_ATTEMPTS):
-        try:
-            return _ingest_once(engine, plan, streams)
-        except StoreError as exc:
-            if attempt + 1 == _ATTEMPTS or not is_retryable(exc):
-                raise
-    raise AssertionError("unreachable")
+    streams: _Streams = bundle.streams
+    return retry_conflicts(lambda: _ingest_once(engine, plan, streams), _ATTEMPTS,
+                           f"run {plan.run.run_id} was not stored: concurrent changes to the runs it shares rows "
+                           f"with conflicted {_ATTEMPTS} times; nothing was written, push it again")
 
 
 def _ingest_once(engine: Engine, plan: _Plan, streams: _Streams) -> IngestResult:
@@ -72,25 +79,39 @@ def _ingest_once(engine: Engine, plan: _Plan, streams: _Streams) -> IngestResult
         if _stored_run_id(session, plan.bundle_digest) is not None:
             return plan.duplicate()
         missing = _missing_arrays(session, plan.array_shas)
+        who = pusher.writer(session, plan.uploader)
     stored = {sha: _stored_form(plan.blobs[sha], streams.get(sha)) for sha in missing}
     with transaction(engine, write=True) as session:
         if _stored_run_id(session, plan.bundle_digest) is not None:
             return plan.duplicate()
         _refuse_run_id_clash(session, plan)
+        if who.through_function:
+            return _push_through_function(session, plan, stored, streams)
         machine_pk = _upsert_machine(session, plan)
         environment_pk = _upsert_environment(session, plan)
-        run_pk = _insert_run(session, plan, machine_pk, environment_pk)
+        run_pk = _insert_run(session, plan, machine_pk, environment_pk, who.uploader)
         if run_pk is None:  # a concurrent ingest of the same bundle or run id won the race
             if _stored_run_id(session, plan.bundle_digest) is not None:
                 return plan.duplicate()
             _refuse_run_id_clash(session, plan)
             raise StoreError(f"run {plan.run.run_id} could not be stored: a concurrent change conflicted")
-        for sha in _missing_arrays(session, plan.array_shas) - stored.keys():
-            stored[sha] = _stored_form(plan.blobs[sha], streams.get(sha))
-        new_arrays = _insert_arrays(session, plan, stored)
+        new_arrays = _insert_arrays(session, plan, stored, streams)
         outcome_ids = _upsert_outcomes(session, plan)
         _insert_case_results(session, plan, run_pk, outcome_ids)
         _insert_tags(session, run_pk, plan.run.tags)
+    return _created(plan, new_arrays, stored)
+
+
+def _push_through_function(session: Session, plan: _Plan, stored: dict[str, bytes], streams: _Streams) -> IngestResult:
+    """A PostgreSQL pusher's write: one call of ``driftboard_push_run`` (``ingest_pusher.py``)."""
+    new_arrays = sorted(_missing_arrays(session, plan.array_shas))
+    for sha in set(new_arrays) - stored.keys():
+        stored[sha] = _stored_form(plan.blobs[sha], streams.get(sha))
+    pusher.push_run(session, plan, {sha: stored[sha] for sha in new_arrays})
+    return _created(plan, new_arrays, stored)
+
+
+def _created(plan: _Plan, new_arrays: list[str], stored: dict[str, bytes]) -> IngestResult:
     return IngestResult(
         run_id=plan.run.run_id,
         bundle_digest=plan.bundle_digest,
@@ -132,19 +153,20 @@ class _Plan:
         outcomes: dict[str, dict[str, Any]] = {}
         links: dict[str, tuple[str, ...]] = {}
         per_case = []
-        for case in run.cases:
-            digest, row = _outcome_row(case)
+        own = [own_blob.encode(case) for case in run.cases]  # an own case's record: one more array (own_blob.py)
+        for case, blob in zip(run.cases, own):
+            digest, row = _outcome_row(case, blob)
             outcomes[digest] = row
-            links[digest] = tuple(sorted({ref.sha256 for ref in case.refs()}))
+            links[digest] = tuple(sorted({ref.sha256 for ref in case.refs()} | ({blob.sha256} if blob else set())))
             per_case.append(digest)
-        shas = sorted({ref.sha256 for case in run.cases for ref in case.refs()})
+        shas = sorted({ref.sha256 for case in run.cases for ref in case.refs()} | {b.sha256 for b in own if b})
         _refuse_unstorable(run, flat)
         return cls(
             run=run,
             bundle_digest=bundle.digest,
             bundle_size=bundle.size,
             uploader=_clean_text(uploader)[:200],
-            blobs=bundle.arrays.blobs,
+            blobs={**bundle.arrays.blobs, **{b.sha256: b.data for b in own if b}},
             machine_key=_machine_key(flat),
             hostname=_text(flat.get("identity.hostname"), 255) or "",
             captured_at=_captured_at(run.created_at),
@@ -175,8 +197,9 @@ def device_class(run: Run) -> str:
     return "cuda" if isinstance(gpu.get("count"), int) and gpu["count"] > 0 else "cpu"
 
 
-def _outcome_row(case: CaseResult) -> tuple[str, dict[str, Any]]:
+def _outcome_row(case: CaseResult, own: own_blob.OwnBlob | None = None) -> tuple[str, dict[str, Any]]:
     layers = [[name, ref.sha256, ref.dtype, list(ref.shape)] for name, ref in case.layers]
+    layers += [own.layer_entry] if own is not None else []
     out = case.output
     row = {
         "case_id": case.case_id, "device": case.device, "dtype": case.dtype,
@@ -282,25 +305,17 @@ def _utc(text: str) -> datetime:
 # ---------------------------------------------------------------- arrays as stored
 
 
-class _Streams:
-    """The bundle file's deflate streams (``core.bundle.deflate_streams``), found only if some array is new."""
-
-    def __init__(self, data: bytes | None) -> None:
-        self._data = data
-        self._streams: dict[str, bytes] | None = None
-
-    def get(self, sha: str) -> bytes | None:
-        if self._streams is None:
-            self._streams = deflate_streams(self._data) if self._data is not None else {}
-        return self._streams.get(sha)
+# sha256 -> a deflate stream of the bundle file that ``read_bundle(..., streams=True)`` checked: it inflates
+# to exactly that array and ends there (``Bundle.streams``).
+_Streams = dict[str, bytes]
 
 
 def _stored_form(raw: bytes, stream: bytes | None) -> bytes:
-    """Raw deflate bytes for an array: the bundle's own stream when it has one, else compressed here.
+    """Raw deflate bytes for an array: the bundle's own checked stream when it has one, else compressed here.
 
-    The bundle's stream is stored as is (no second compression at ingest). It is
-    safe without re-checking: loading inflates at most ``nbytes`` and checks the
-    sha256, so a stream with trailing bytes still yields exactly the array.
+    Only a stream the bundle reader checked is kept (no second compression at ingest). Keeping the
+    file's stream as it was let one valid bundle, whose stream inflated to the array plus a few bytes,
+    poison that array for every later run sharing it.
     """
     return stream if stream is not None else compress(raw)
 
@@ -355,12 +370,12 @@ def _upsert_environment(session: Session, plan: _Plan) -> int:
     return pk
 
 
-def _insert_run(session: Session, plan: _Plan, machine_pk: int, environment_pk: int) -> int | None:
+def _insert_run(session: Session, plan: _Plan, machine_pk: int, environment_pk: int, uploader: str) -> int | None:
     run = plan.run
     row = {
         "run_id": run.run_id, "bundle_digest": plan.bundle_digest, "bundle_size": plan.bundle_size,
         "created_at": run.created_at, "captured_at": plan.captured_at, "uploaded_at": now(),
-        "uploader": plan.uploader, "label": run.label, "tags": list(run.tags), "note": run.note,
+        "uploader": uploader, "label": run.label, "tags": list(run.tags), "note": run.note,
         "suite_id": run.suite_id, "suite_version": run.suite_version, "variant": run.variant,
         "device_class": plan.device_class, "settings": run.settings, "tool_version": run.tool_version,
         "imported": run.imported, "case_count": len(run.cases), "machine_id": machine_pk,
@@ -370,8 +385,16 @@ def _insert_run(session: Session, plan: _Plan, machine_pk: int, environment_pk: 
     return session.execute(stmt).scalar()
 
 
-def _insert_arrays(session: Session, plan: _Plan, stored: dict[str, bytes]) -> list[str]:
+def _insert_arrays(session: Session, plan: _Plan, stored: dict[str, bytes], streams: _Streams) -> list[str]:
+    """Insert the arrays missing now; ``stored`` holds the stored forms computed so far and gets the others.
+
+    What is missing is read once, here: on PostgreSQL a delete committed since the first look may have
+    removed an array this run shares (a second look found it missing with no stored form: KeyError).
+    """
     wanted = sorted(_missing_arrays(session, plan.array_shas))
+    for sha in wanted:
+        if sha not in stored:
+            stored[sha] = _stored_form(plan.blobs[sha], streams.get(sha))
     rows = [{"sha256": sha, "nbytes": len(plan.blobs[sha]), "stored_bytes": len(stored[sha]), "codec": CODEC,
              "data": stored[sha]} for sha in wanted]
     if rows:
