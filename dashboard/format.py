@@ -20,6 +20,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from driftboard.core.compare.envdiff import display
 from driftboard.core.compare.ulp import NAN_DISTANCE
 from driftboard.core.compare.verdict import VERDICT_STYLES, Verdict, VerdictStyle
 
@@ -164,6 +165,20 @@ def parse_time(iso: str) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1,204 runs``: a count with its noun agreeing (``words`` when not ``word + "s"``)."""
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
+def fmt_setting(value: Any, key: str = "", limit: int = 300) -> str:
+    """A fingerprint value as people write it: yes/no for flags, ``–`` for unknown, cuDNN's 91002 as 9.10.2.
+
+    The environment diff's own wording (``core.compare.envdiff.display``), so a run's page and a comparison
+    show a setting the same way.
+    """
+    return safe_text(display(value, limit=limit, key=key), limit)
 
 
 def case_key_text(key: tuple[str, str, str] | list[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 from pandas.io.formats.style import Styler
@@ -17,6 +18,7 @@ from pandas.io.formats.style import Styler
 from driftboard.core.audit import MachineAudit
 from driftboard.core.compare import EnvChange, LikelyCause, RunComparison
 from driftboard.core.compare.envdiff import shown_pair
+from driftboard.core.run import CaseResult
 from driftboard.core.text import spreadsheet_safe
 from driftboard.dashboard.format import (
     MISSING,
@@ -26,14 +28,17 @@ from driftboard.dashboard.format import (
     fmt_count,
     fmt_index,
     fmt_rel,
+    fmt_shape,
     fmt_time,
     fmt_ulp,
+    plural,
     safe_text,
     verdict_label,
 )
 from driftboard.db.store import Golden, RunSummary
 
 VERDICT = "verdict"
+RUN_ID = "run id"
 _CELL_STYLES = {style.label: f"background-color: {style.colour}; color: {style.text_colour}"
                 for style in (*VERDICT_STYLES.values(), NO_RESULT)}
 
@@ -62,19 +67,43 @@ def _text(value: Any, limit: int = 200) -> str:
 # ---------------------------------------------------------------- runs
 
 
+RUN_PAGE = "run"  # the run page's url_path (dashboard/app.py)
+RUN_LINK_TEXT = r"run=([^&]+)"  # what a link cell shows of a run page's address: the run id
+
+
+def run_url(run_id: str) -> str:
+    """The run page's address, relative to whichever page links it, so it also works under a proxy's path."""
+    return f"{RUN_PAGE}?{urlencode({'run': run_id})}"
+
+
+def with_run_links(frame: pd.DataFrame, columns: Sequence[str] = (RUN_ID,)) -> pd.DataFrame:
+    """A copy of ``frame`` whose run id columns hold run page addresses (shown as the ids by a link column)."""
+    out = frame.copy()
+    for column in columns:
+        if column in out.columns:
+            out[column] = [run_url(v) if isinstance(v, str) and v and v != MISSING else None for v in out[column]]
+    return out
+
+
+def run_verdict(run: RunSummary, golden_ids: Iterable[str] = ()) -> str:
+    """The word a list of runs shows for a run against its golden."""
+    if run.run_id in set(golden_ids):
+        return "★ golden"
+    if run.imported or not run.case_count:
+        return "environment only"
+    return verdict_label(run.verdict) if run.verdict else "not judged"
+
+
 def runs_frame(runs: Sequence[RunSummary], golden_ids: Iterable[str] = ()) -> pd.DataFrame:
-    """One row per run, newest first as given: who, what environment, and the verdict against the golden."""
+    """One row per run, newest first as given: the verdict against the golden first (what a reader looks for,
+    visible without scrolling), the run id whole, then who and what environment."""
     goldens = set(golden_ids)
     rows = []
     for run in runs:
         env = run.environment
-        if run.run_id in goldens:
-            verdict = "★ golden"
-        elif run.imported or not run.case_count:
-            verdict = "environment only"
-        else:
-            verdict = verdict_label(run.verdict) if run.verdict else "not judged"
         rows.append({
+            VERDICT: run_verdict(run, goldens),
+            RUN_ID: run.run_id,
             "captured": fmt_time(run.captured_at),
             "machine": _text(run.hostname or run.machine_key, 80),
             "label": _text(run.label),
@@ -86,14 +115,12 @@ def runs_frame(runs: Sequence[RunSummary], golden_ids: Iterable[str] = ()) -> pd
             "CPU capability": _text(env.cpu_capability),
             "variant": _text(run.variant),
             "cases": run.case_count,
-            VERDICT: verdict,
-            "run id": run.run_id,
         })
     return pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
 
 
-_RUN_COLUMNS = ("captured", "machine", "label", "tags", "torch", "CUDA", "driver", "GPU", "CPU capability",
-                "variant", "cases", VERDICT, "run id")
+_RUN_COLUMNS = (VERDICT, RUN_ID, "captured", "machine", "label", "tags", "torch", "CUDA", "driver", "GPU",
+                "CPU capability", "variant", "cases")
 
 
 def goldens_frame(goldens: Sequence[Golden]) -> pd.DataFrame:
@@ -107,6 +134,67 @@ def goldens_frame(goldens: Sequence[Golden]) -> pd.DataFrame:
         "reason": _text(g.reason, 300),
     } for g in goldens]
     return pd.DataFrame(rows, columns=["golden", "suite", "device class", "run id", "set", "by", "reason"])
+
+
+# ---------------------------------------------------------------- one run
+
+
+def run_cases_frame(cases: Sequence[CaseResult], comparison: RunComparison | None, is_golden: bool = False
+                    ) -> pd.DataFrame:
+    """A run's cases with their verdict against the golden (``comparison``: golden → this run), most severe
+    first, and a row for each golden case the run lacks."""
+    judged = {c.key: c for c in comparison.cases} if comparison is not None else {}
+    rows: list[tuple[tuple[int, tuple[str, str, str]], dict[str, Any]]] = []
+    for case in cases:
+        result = judged.pop(case.key, None)
+        verdict = "★ golden" if is_golden else (verdict_label(result.verdict) if result else "not judged")
+        m = result.metrics if result else None
+        rows.append(((-result.verdict.severity if result else 1, case.key), {
+            VERDICT: verdict, "case": _text(case.case_id, 80), "device": _text(case.device, 20),
+            "dtype": _text(case.dtype, 20), "shape": fmt_shape(case.output.shape) if case.output else MISSING,
+            "repeats": case.repeats, "repeats identical": "yes" if case.repeat_identical else "no",
+            "seconds": f"{case.seconds:.3f}", "max ULP": fmt_ulp(m.ulp_max, m.dtype) if m else MISSING,
+            "against the golden": _text(result.detail, 400) if result else MISSING,
+            "error": _text(case.error, 400),
+        }))
+    for key, result in judged.items():  # in the golden, not in this run
+        rows.append(((-result.verdict.severity, key), {
+            VERDICT: verdict_label(result.verdict), "case": _text(key[0], 80), "device": _text(key[1], 20),
+            "dtype": _text(key[2], 20), "shape": MISSING, "repeats": 0, "repeats identical": MISSING,
+            "seconds": MISSING, "max ULP": MISSING, "against the golden": _text(result.detail, 400), "error": MISSING,
+        }))
+    return pd.DataFrame([row for _, row in sorted(rows, key=lambda r: r[0])], columns=list(_CASE_COLUMNS))
+
+
+_CASE_COLUMNS = (VERDICT, "case", "device", "dtype", "max ULP", "against the golden", "repeats identical", "repeats",
+                 "seconds", "shape", "error")
+
+
+def history_frame(history: Sequence[RunSummary], run_id: str, golden_ids: Iterable[str] = (), around: int = 5
+                  ) -> pd.DataFrame:
+    """The ``around`` runs before and after ``run_id`` in its machine's history (oldest first, as given), each
+    with whether its numerics-relevant environment differs from the run before it."""
+    ids = [r.run_id for r in history]
+    here = ids.index(run_id)
+    goldens = set(golden_ids)
+    rows = []
+    for i in range(max(0, here - around), min(len(history), here + around + 1)):
+        run = history[i]
+        env = ("first run" if i == 0 else
+               "changed" if run.environment.digest != history[i - 1].environment.digest else "same")
+        rows.append({
+            "position": "this run" if i == here else (f"{plural(here - i, 'run')} before" if i < here
+                                                      else f"{plural(i - here, 'run')} after"),
+            VERDICT: run_verdict(run, goldens),
+            RUN_ID: run.run_id,
+            "captured": fmt_time(run.captured_at),
+            "label": _text(run.label),
+            "variant": _text(run.variant),
+            "torch": _text(run.environment.torch_version),
+            "environment vs the run before": env,
+        })
+    return pd.DataFrame(rows, columns=["position", VERDICT, RUN_ID, "captured", "label", "variant", "torch",
+                                       "environment vs the run before"])
 
 
 # ---------------------------------------------------------------- a comparison

@@ -1,4 +1,5 @@
-"""Small Streamlit pieces the pages share: verdict chips, plain-text headings, one-shot messages, downloads.
+"""Small Streamlit pieces the pages share: verdict chips, plain-text headings, one-shot messages, downloads,
+links to a run's page, and the ticked rows of a runs table kept by run id.
 
 User text reaches Markdown-rendering calls only through ``markdown_text``
 (every Markdown and HTML character escaped), or goes to ``st.text`` /
@@ -25,7 +26,7 @@ from typing import Literal
 import streamlit as st
 
 from driftboard.core.compare import Verdict
-from driftboard.dashboard import auth, state
+from driftboard.dashboard import auth, state, tables
 from driftboard.dashboard.format import markdown_text, verdict_chip_html, verdict_style
 
 ACCESS_FLASH = "access_flash"
@@ -48,7 +49,7 @@ def heading(text: str, level: Literal[2, 3] = 3) -> None:
     (st.subheader if level == 3 else st.header)(markdown_text(text, 200), anchor=False)
 
 
-def flash(key: str, kind: Literal["success", "error", "info"], text: str) -> None:
+def flash(key: str, kind: Literal["success", "error", "warning", "info"], text: str) -> None:
     """Keep a message to show once on the next run (for callbacks, which run before the page)."""
     st.session_state[key] = (kind, text)
 
@@ -67,6 +68,54 @@ def downloads(key: str, stem: str, html: Callable[[], str], json_text: Callable[
                          key=f"{key}_html", on_click="ignore", icon=":material/download:")
     right.download_button("Download its data (JSON)", data=json_text, file_name=f"{stem}.json",
                           mime="application/json", key=f"{key}_json", on_click="ignore", icon=":material/data_object:")
+
+
+# ---------------------------------------------------------------- runs: links and ticked rows
+
+RUNS_FLASH = "runs_flash"  # the Runs page's one-time message (also set by pages that send a visitor there)
+
+
+def run_links(*columns: str) -> dict[str, object]:
+    """Column config showing run page addresses (``tables.with_run_links``) as links that read as the run id.
+
+    A link cell opens the run page in a new browser tab, which starts a new session: on a dashboard with
+    tokens, that tab is not unlocked. ``run_page_link`` stays in this session.
+    """
+    return {c: st.column_config.LinkColumn(c, display_text=tables.RUN_LINK_TEXT,
+                                           help="Opens the run's page (in a new tab)") for c in columns}
+
+
+def run_page_link(run_id: str, label: str = "Open the run page", icon: str = ":material/description:") -> None:
+    """A link to one run's page in this session (hidden from the menu: reached by links only)."""
+    st.page_link("app_pages/run.py", label=label, icon=icon, query_params={"run": run_id})
+
+
+def ticked_ids(key: str, ids: list[str]) -> list[str]:
+    """The ids of the rows ticked in the selectable dataframe ``key`` that is about to show ``ids``, in order.
+
+    A dataframe's selection is row positions, and Streamlit keeps them when the rows change (a run uploaded
+    above them, one deleted, a filter): they would then tick other runs. So the positions are read against the
+    ids the browser was last shown and moved to where those runs are now; a run no longer shown drops out.
+    """
+    shown_key = f"_{key}_shown"
+    shown = st.session_state.get(shown_key) or []
+    selection = (st.session_state.get(key) or {}).get("selection") or {}
+    picked = [shown[i] for i in selection.get("rows") or [] if isinstance(i, int) and 0 <= i < len(shown)]
+    picked = [run_id for run_id in dict.fromkeys(picked) if run_id in ids]
+    if shown != ids:
+        st.session_state[key] = _rows_ticked(sorted(ids.index(r) for r in picked))
+    st.session_state[shown_key] = list(ids)
+    return sorted(picked, key=ids.index)
+
+
+def clear_ticks(key: str) -> None:
+    """Untick every row of the selectable dataframe ``key`` (from a callback, before it is drawn again)."""
+    st.session_state[key] = _rows_ticked([])
+
+
+def _rows_ticked(rows: list[int]) -> dict[str, object]:
+    """A dataframe selection as Streamlit takes it from session state (validated like the browser's)."""
+    return {"selection": {"rows": rows, "columns": [], "cells": []}}
 
 
 def upload_link() -> None:

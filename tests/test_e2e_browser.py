@@ -11,6 +11,12 @@ Compare pages that the text is shown as typed and nothing of it ran or
 rendered: no ``window.__pwned``, no ``<img src=x>``, no injected script, bold
 or link.
 
+At 1280×800 (a laptop), the Runs table must show the verdict column and whole
+run ids (as long as capture and import-env write them) without scrolling; the
+grid is a canvas, so headers are found by hovering them for their help
+tooltips. Ticking a row, its run page and a deletion are driven there too, and
+an anonymous visitor sent from /upload must be told why.
+
 Without Chromium (``apt-get install chromium``) or the ``playwright`` package
 this skips locally, and fails under ``CI=true``, where both must be present.
 """
@@ -189,6 +195,20 @@ def _wait_done(page) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
 
 
+def _tick_row(page, row: int) -> None:
+    """Tick row ``row`` of the first table (its box in the row-marker column; the grid is a canvas)."""
+    _wait_done(page)
+    grid = page.locator("[data-testid='stDataFrame']").first
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + ROW_MARKER / 2, box["y"] + ROW_HEIGHT * (row + 1.5))
+    _wait_done(page)
+
+
+ROW_HEIGHT = 35  # st.dataframe's row (and header) height in pixels
+ROW_MARKER = 34  # the width of its row-marker (tick box) column
+
+
 def test_hostile_labels_and_notes_are_shown_as_text_and_never_run(chromium, server, tmp_path):
     from db_factory import write_bundle_file
     from playwright.sync_api import expect, sync_playwright
@@ -210,15 +230,21 @@ def test_hostile_labels_and_notes_are_shown_as_text_and_never_run(chromium, serv
             _wait_done(page)
             _assert_inert(page)
 
-            # Runs: the newest run (the hostile one) is picked; its note is printed as typed
+            # Runs: tick the newest run (the hostile one); its note is printed as typed
             page.goto(f"{server}/")  # Runs is the default page: its address is the root
+            _tick_row(page, 0)
             expect(page.get_by_text(f"Note: {HOSTILE}", exact=True)).to_be_visible()
-            picker = page.locator("[data-testid='stSelectbox']").filter(has_text="Run (from this page)").locator("input")
-            expect(picker).to_have_value(re.compile(re.escape('<img src=x onerror="window.__pwned=1">') + ".*"
-                                                    + re.escape(hostile_id)))
             _wait_done(page)
             _assert_inert(page)
             page.screenshot(path=str(ARTIFACTS / "e2e-hostile-runs.png"))
+
+            # its run page: the heading names it with the label, the note and the fingerprint shown literally
+            page.get_by_role("link", name="Open the run page").click()
+            expect(page.get_by_role("heading").filter(has_text=f"{hostile_id} · host-0009 · {HOSTILE}")).to_have_count(1)
+            expect(page.get_by_text(f"Note: {HOSTILE}", exact=True)).to_be_visible()
+            _wait_done(page)
+            _assert_inert(page)
+            page.screenshot(path=str(ARTIFACTS / "e2e-hostile-run-page.png"))
 
             # Compare: the heading names both runs with the label, shown literally
             page.goto(f"{server}/compare?baseline={plain_id}&candidate={hostile_id}")
@@ -326,5 +352,159 @@ def test_a_token_unlocks_uploading_and_is_never_put_back_on_the_page(chromium, l
             assert page.evaluate("t => document.documentElement.outerHTML.includes(t)", UPLOADER_TOKEN) is False
             assert page.evaluate("() => [...document.querySelectorAll('input')].map(i => i.value)").count(
                 UPLOADER_TOKEN) == 0
+        finally:
+            browser.close()
+
+
+# ---------------------------------------------------------------- the Runs table at 1280×800
+
+VERDICT_HELP = "The worst case verdict against the golden"
+RUN_LINK_HELP = "Opens the run's page"
+# Run ids as capture and import-env write them: the longest kinds there are.
+E2E_IDS = {"golden": "20260105T090000Z-3f9a0c1b2d4e", "laptop": "20260105T100000Z-8c7d6e5f4a3b",
+           "upgraded": "20260106T101500Z-0a1b2c3d4e5f", "gpu": "20260106T120000Z-5e4d3c2b1a09",
+           "broken": "20260107T080000Z-77aa88bb99cc", "imported": "import-0123456789abcdef01234567"}
+
+
+@pytest.fixture
+def seeded_server(tmp_path) -> Iterator[str]:
+    """Served on a database of six runs (a golden, drift, an upgrade, a GPU node, an error, an import)."""
+    from datetime import timedelta
+
+    from db_factory import BASE_TIME, make_bundle
+
+    from driftboard.db.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 'e2e.sqlite'}") as store:
+        for data in (
+            make_bundle(0, 0, label="reference node", run_id=E2E_IDS["golden"]),
+            make_bundle(1, 0, label="laptop", drift={"lstm_2layer": 2}, run_id=E2E_IDS["laptop"]),
+            make_bundle(1, 1, label="laptop after the torch upgrade", torch_version="2.6.0",
+                        drift={"lstm_2layer": 3}, run_id=E2E_IDS["upgraded"]),
+            make_bundle(2, 0, label="gpu node", devices=("cpu", "cuda"), cuda="12.4", driver="550.54.15",
+                        gpu="NVIDIA A100-SXM4-80GB", run_id=E2E_IDS["gpu"]),
+            make_bundle(4, 0, label="broken", error_case="linear_10_5", run_id=E2E_IDS["broken"]),
+            make_bundle(3, 0, label="from a bug report", imported=True, run_id=E2E_IDS["imported"],
+                        created_at=BASE_TIME + timedelta(days=2)),  # the newest: the first row
+        ):
+            store.ingest(data, uploader="e2e")
+        store.set_golden(E2E_IDS["golden"], set_by="e2e")
+    with _serving(tmp_path) as url:
+        yield url
+
+
+def _header_under(page, x: float, y: float) -> tuple[str, float] | None:
+    """The help tooltip of the table header under (x, y), and the x of that header's middle (its anchor)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.mouse.move(x, y)
+    tip = page.locator("[data-testid='stDataFrameTooltipContent']")
+    try:
+        tip.first.wait_for(state="visible", timeout=800)
+    except PlaywrightTimeout:
+        return None  # a header without help, or no header there
+    anchor = page.locator("[data-testid='stDataFrameTooltipTarget']").first.bounding_box()
+    return (tip.first.text_content() or ""), anchor["x"]
+
+
+def _find_header(page, help_text: str, y: float, start: float, stop: float, step: float = 15) -> float | None:
+    x = start
+    while x < stop:
+        found = _header_under(page, x, y)
+        if found and found[0].startswith(help_text):
+            return found[1]
+        x += step
+    return None
+
+
+_TEXT_WIDTH = """([text, font]) => {
+    const ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = font;
+    return ctx.measureText(text).width;
+}"""
+
+
+def test_the_runs_table_shows_the_verdict_and_whole_run_ids_at_1280_by_800(chromium, seeded_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{seeded_server}/")
+            grid = page.locator("[data-testid='stDataFrame']").first
+            expect(grid).to_be_visible()
+            _wait_done(page)
+            box = grid.bounding_box()
+            assert box is not None
+            header_y = box["y"] + ROW_HEIGHT / 2
+            assert 0 < header_y < 800, "the table's header is below the fold"
+
+            # the verdict header is in view: hovering it, inside the window, shows its help
+            verdict_x = _find_header(page, VERDICT_HELP, header_y, box["x"] + ROW_MARKER + 4, 1280)
+            assert verdict_x is not None and box["x"] < verdict_x < 1280, verdict_x
+            # the run id column comes next, and holds the longest id whole, also in view
+            id_x = _find_header(page, RUN_LINK_HELP, header_y, verdict_x, 1280)
+            assert id_x is not None and verdict_x < id_x < 1280, id_x
+            font = page.evaluate("""() => {
+                const s = getComputedStyle(document.querySelector("[data-testid='stDataFrame'] .dvn-scroller")
+                                           || document.querySelector("[data-testid='stDataFrame']"));
+                return `${s.getPropertyValue('--gdg-base-font-style')} ${s.getPropertyValue('--gdg-font-family')}`;
+            }""")
+            longest = max(E2E_IDS.values(), key=len)
+            needed = page.evaluate(_TEXT_WIDTH, [longest, font]) + 2 * 8  # glide's cell padding on each side
+            edge = id_x + needed / 2 - 2  # inside the run id header only if the column is at least that wide
+            assert edge < 1280, f"the run id column ends outside the window ({edge:.0f} px)"
+            under = _header_under(page, edge, header_y)
+            assert under is not None and under[0].startswith(RUN_LINK_HELP) and abs(under[1] - id_x) < 1, (
+                f"run ids are cut: {longest!r} needs {needed:.0f} px")
+            scrolled = page.evaluate("""() => [window.scrollX,
+                ...[...document.querySelectorAll("[data-testid='stDataFrame'] .dvn-scroller")].map(e => e.scrollLeft)]""")
+            assert set(scrolled) == {0}, scrolled
+            page.mouse.move(1, 1)  # no tooltip in the picture
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "e2e-runs-1280x800.png"))
+
+            # ticking a row offers its actions; its page opens in this session
+            _tick_row(page, 0)
+            expect(page.get_by_role("heading", name="1 run ticked")).to_be_visible()
+            page.get_by_role("link", name="Open the run page").click()
+            expect(page.get_by_role("heading", name="Fingerprint")).to_be_visible()
+            expect(page).to_have_url(re.compile(r"/run\?run=" + re.escape(E2E_IDS["imported"]) + "$"))
+            expect(page.get_by_text("This run has no cases")).to_be_visible()
+            _wait_done(page)
+            page.screenshot(path=str(ARTIFACTS / "e2e-run-page-1280x800.png"))
+
+            # a deletion removes the run confirmed and leaves nothing ticked (the browser's ticks are cleared too)
+            page.goto(f"{seeded_server}/")
+            _tick_row(page, 2)  # newest first: the import, the upgrade, then the broken run
+            expect(page.get_by_text(re.compile(r"^Deletes 1 run: " + re.escape(E2E_IDS["broken"])))).to_be_visible()
+            page.get_by_text("Delete for good", exact=True).click()
+            page.get_by_role("button", name="Delete 1 run").click()
+            expect(page.get_by_text(f"Deleted run {E2E_IDS['broken']}")).to_be_visible()
+            expect(page.get_by_role("heading", name="Tick runs to act on them")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^5 runs · page 1 of 1"))).to_be_visible()
+        finally:
+            browser.close()
+
+
+def test_an_anonymous_visitor_sent_from_upload_to_runs_is_told_why(chromium, locked_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{locked_server}/upload")
+            expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^Upload is locked for this session: uploading runs needs the "
+                                               r"uploader role"))).to_be_visible()
+            expect(page.locator("[data-testid='stFileUploader']")).to_have_count(0)
+            _wait_done(page)
         finally:
             browser.close()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from driftboard.core.audit import audit_json
 from driftboard.dashboard import charts, html_report, state, tables, ui
-from driftboard.dashboard.format import fmt_time, markdown_text, safe_text
+from driftboard.dashboard.format import fmt_time, markdown_text, plural, safe_text
 from driftboard.db.audit import audit_machine
 
 METRICS = {"drifted": "cases differing from the golden", "failing": "cases beyond tolerance",
@@ -21,7 +21,7 @@ if not machines:
     ui.upload_link()
     st.stop()
 
-names = {m.machine_key: f"{safe_text(m.hostname, 60) or m.machine_key[:12]} · {m.run_count} runs · last "
+names = {m.machine_key: f"{safe_text(m.name, 60)} · {plural(m.run_count, 'run')} · last "
          f"{fmt_time(m.last_seen)}" for m in machines}
 asked = st.query_params.get("machine")
 if asked and st.session_state.get("_machine_param") != asked:
@@ -59,7 +59,8 @@ ui.heading("Environment changes")
 if audit.events:
     st.caption("Numerics-relevant changes between consecutive runs, with the drift against the golden just "
                "before and just after each: the hardware-upgrade audit.")
-    st.dataframe(tables.audit_events_frame(audit), hide_index=True, key="machine_events")
+    st.dataframe(tables.with_run_links(tables.audit_events_frame(audit), ("run before", "run after")),
+                 hide_index=True, key="machine_events", column_config=ui.run_links("run before", "run after"))
     pairs = {f"{e.event.before_run_id} → {e.event.after_run_id}": e for e in audit.events}
     chosen = st.selectbox("Compare the runs around a change", list(pairs), key="machine_event_pick")
     event = pairs[chosen].event
@@ -69,6 +70,7 @@ else:
     st.caption("No field that can change numbers changed between consecutive runs of this machine.")
 
 ui.heading("Runs")
-st.dataframe(tables.styled(tables.audit_points_frame(audit)), hide_index=True, key="machine_runs")
+st.dataframe(tables.styled(tables.with_run_links(tables.audit_points_frame(audit))), hide_index=True, key="machine_runs",
+             column_config=ui.run_links(tables.RUN_ID))
 ui.downloads("machine_report", f"driftboard-audit-{machine[:12]}", lambda: html_report.machine_report_html(audit),
              lambda: json.dumps(audit_json(audit), indent=2, allow_nan=False, ensure_ascii=False))

@@ -1,15 +1,28 @@
-"""Runs: every stored run, newest first, with filters and paging; mark a golden, compare, delete."""
+"""Runs: every stored run, newest first, with filters and paging; tick runs in the table to compare them,
+open one, mark one as the golden or delete them.
+
+Ticks are kept by run id (``ui.ticked_ids``), so runs uploaded or deleted meanwhile never move them onto other
+runs. A deletion acts on the runs its confirmation named, captured in the session when the box was ticked,
+never on whatever is ticked when the click arrives; afterwards nothing is ticked.
+"""
 
 import streamlit as st
 
 from driftboard.core.compare import Verdict
-from driftboard.core.errors import DriftboardError
+from driftboard.core.errors import DriftboardError, NotFoundError
 from driftboard.dashboard import state, tables, ui
 from driftboard.dashboard.data import run_name
-from driftboard.db.store import GoldenKey, RunFilter
+from driftboard.dashboard.format import markdown_text, plural
+from driftboard.db.store import GoldenKey, RunFilter, RunSummary
+from driftboard.db.store.goldens import no_golden_text
 
-FLASH = "runs_flash"
+FLASH = ui.RUNS_FLASH
+TABLE = "runs_table"
+DELETE_IDS = "_runs_delete_ids"  # the runs the delete confirmation named, captured when it was ticked
 PER_PAGE = (25, 50, 100, 200)
+MAX_CANDIDATES = 8  # the Compare page's limit
+NAMED = 10  # runs named in full in a sentence; the rest are counted
+VERDICT_HELP = "The worst case verdict against the golden of the run's suite and device class."
 
 st.title("Runs", anchor=False)
 store = state.store()
@@ -53,41 +66,47 @@ with state.guard():
 st.session_state["runs_page"] = page.page
 
 if not page.total:
+    ui.ticked_ids(TABLE, [])  # no table: nothing stays ticked
     st.info("No runs match." if filters != RunFilter() else
             "No runs stored yet: upload bundles on the Upload page, or `driftboard push` them.")
     ui.upload_link()
     st.stop()
 
-st.caption(f"{page.total:,} runs · page {page.page} of {page.pages} · newest first · verdict: worst case "
-           "verdict against the golden of the run's suite and device class")
+st.caption(f"{plural(page.total, 'run')} · page {page.page} of {page.pages} · newest first · verdict: the worst "
+           "case verdict against the golden of the run's suite and device class · a run id opens its page")
 runs_frame = tables.runs_frame(page.runs, golden_ids)
-st.dataframe(tables.styled(runs_frame), hide_index=True, key="runs_table")
+by_id = {r.run_id: r for r in page.runs}
+ticked = [by_id[run_id] for run_id in ui.ticked_ids(TABLE, list(by_id))]
+st.dataframe(tables.styled(tables.with_run_links(runs_frame)), hide_index=True, key=TABLE, on_select="rerun",
+             selection_mode="multi-row", column_config={
+                 tables.VERDICT: st.column_config.TextColumn(tables.VERDICT, pinned=True, help=VERDICT_HELP),
+                 **ui.run_links(tables.RUN_ID)})
 c = st.columns([1, 1, 2, 2])
 c[0].number_input("Page", min_value=1, max_value=page.pages, step=1, key="runs_page")
 c[1].selectbox("Runs per page", PER_PAGE, index=PER_PAGE.index(50), key="runs_per_page")
 c[3].download_button("Download this page (CSV)", data=lambda: tables.csv_bytes(runs_frame),
                      file_name=f"driftboard-runs-page-{page.page}.csv", mime="text/csv", key="runs_csv",
                      on_click="ignore", icon=":material/download:")
+with c[2]:
+    wanted = st.text_input("Find a run by id", key="runs_find", placeholder="its id or first characters",
+                           help="Any run in the database, whatever the filters and the page.").strip()
+    if wanted:
+        with state.guard():
+            try:
+                found = store.run(wanted)
+            except NotFoundError as exc:  # unknown, or a prefix of several: said under the box
+                st.caption(markdown_text(str(exc), 200))
+            else:
+                ui.run_page_link(found.run_id, label=f"Open run {markdown_text(found.run_id, 80)}")
 
-with st.expander(f"Goldens ({len(goldens)})", icon=":material/star:"):
-    if goldens:
-        st.dataframe(tables.goldens_frame(goldens), hide_index=True, key="goldens_table")
-    else:
-        st.info("No golden yet: pick a run below and make it the golden to judge every other run against it."
-                if can_golden else "No golden yet: once someone allowed to mark goldens picks one, every run is judged against it.")
 
-# ---------------------------------------------------------------- one run: compare, golden, delete
+# ---------------------------------------------------------------- ticked runs: compare, golden, delete
 
-ui.heading("A run", 3)
-choices = {r.run_id: run_name(r) for r in page.runs}
-if st.session_state.get("run_pick") not in choices:
-    st.session_state.pop("run_pick", None)
-run_id = st.selectbox("Run (from this page)", list(choices), format_func=choices.get, key="run_pick")
-run = next(r for r in page.runs if r.run_id == run_id)
-with state.guard():
-    golden = store.golden_for(run.run_id)
-if run.note:
-    st.text(f"Note: {run.note}")
+
+def names(runs: list[RunSummary]) -> str:
+    """The runs named in one line of Markdown (user text escaped), the ones past ``NAMED`` counted."""
+    text = "; ".join(markdown_text(run_name(r), 160) for r in runs[:NAMED])
+    return text + (f"; and {plural(len(runs) - NAMED, 'more run')}" if len(runs) > NAMED else "")
 
 
 def _make_golden(run_id: str) -> None:
@@ -112,17 +131,39 @@ def _clear_golden(key: GoldenKey) -> None:
     ui.flash(FLASH, "success", "Golden cleared: runs of that suite are no longer judged until a new one is set.")
 
 
-def _delete(run_id: str) -> None:
+def _confirm_delete(run_ids: tuple[str, ...]) -> None:
+    """The box was ticked (or unticked) next to the names of ``run_ids``: those are what a click deletes."""
+    if st.session_state.get("delete_confirm"):
+        st.session_state[DELETE_IDS] = run_ids
+    else:
+        st.session_state.pop(DELETE_IDS, None)
+
+
+def _delete() -> None:
+    run_ids = st.session_state.pop(DELETE_IDS, None)
     st.session_state["delete_confirm"] = False
     if not state.allowed("delete"):
         ui.flash(FLASH, "error", state.refusal("delete"))
         return
-    try:
-        result = store.delete_run(run_id)
-    except DriftboardError as exc:
-        ui.flash(FLASH, "error", str(exc))
+    if not run_ids:
+        ui.flash(FLASH, "error", "Nothing was deleted: tick the runs, then confirm, then delete.")
+        return
+    deleted, refused = [], []
+    for run_id in run_ids:
+        try:
+            deleted.append(store.delete_run(run_id))
+        except DriftboardError as exc:
+            refused.append(str(exc))
+    ui.clear_ticks(TABLE)
+    arrays = sum(d.arrays_removed for d in deleted)
+    done = (f"Deleted run {deleted[0].run_id}" if len(deleted) == 1 else
+            f"Deleted {plural(len(deleted), 'run')}: {', '.join(d.run_id for d in deleted)}") + \
+        f" ({plural(arrays, 'array')} no other run used)."
+    if not refused:
+        ui.flash(FLASH, "success", done)
     else:
-        ui.flash(FLASH, "success", f"Deleted run {result.run_id} ({result.arrays_removed} arrays no other run used).")
+        ui.flash(FLASH, "warning" if deleted else "error",
+                 (done + " " if deleted else "") + "Not deleted: " + "; ".join(refused))
 
 
 def _by() -> str:
@@ -130,36 +171,100 @@ def _by() -> str:
     return f"dashboard ({who})" if who else "dashboard"
 
 
-columns = st.columns(1 + can_golden + can_delete, border=True)
-with columns[0]:
+def compare_panel(chosen: list[RunSummary]) -> None:
     st.markdown("**Compare**")
-    if golden is not None and golden.run_id != run.run_id:
-        st.page_link("app_pages/compare.py", label="Compare with the golden", icon=":material/compare_arrows:",
-                     query_params={"baseline": golden.run_id, "candidate": run.run_id})
-    elif golden is not None:
-        st.caption("This run is the golden.")
-    else:
-        st.caption("No golden applies to this run yet.")
-    st.page_link("app_pages/compare.py", label="Open in Compare", icon=":material/open_in_new:",
-                 query_params={"candidate": run.run_id})
-if can_golden:
-    with columns[1]:
-        st.markdown("**Golden**")
-        if golden is not None and golden.run_id == run.run_id:
-            st.button("Clear this golden", key="clear_golden", on_click=_clear_golden, args=(golden.key,))
+    if len(chosen) == 1:
+        run = chosen[0]
+        ui.run_page_link(run.run_id)
+        with state.guard():
+            golden = store.golden_for(run.run_id)
+        if golden is not None and golden.run_id != run.run_id:
+            st.page_link("app_pages/compare.py", label="Compare with the golden", icon=":material/compare_arrows:",
+                         query_params={"baseline": golden.run_id, "candidate": run.run_id})
+        elif golden is not None:
+            st.caption("This run is the golden.")
+        elif not run.case_count:  # an environment only: say so, not "yet"
+            why = no_golden_text(run.run_id, case_count=0, imported=run.imported)
+            st.caption(markdown_text(why[:1].upper() + why[1:] + "."))
         else:
-            st.text_input("Reason", key="golden_reason", placeholder="e.g. reference A100 node, driver 535")
-            st.button("Make this run the golden", key="make_golden", on_click=_make_golden, args=(run.run_id,),
-                      disabled=not run.case_count, help=None if run.case_count else "An environment-only run has "
-                      "no outputs to compare against.")
-if can_delete:
-    with columns[-1]:
-        st.markdown("**Delete**")
-        sure = st.checkbox("I understand: the run and the arrays no other run uses are removed for good",
-                           key="delete_confirm")
-        st.button("Delete this run", key="delete_run", type="primary", disabled=not sure, on_click=_delete,
-                  args=(run.run_id,))
+            st.caption("No golden applies to this run yet.")
+        st.page_link("app_pages/compare.py", label="Open in Compare", icon=":material/open_in_new:",
+                     query_params={"candidate": run.run_id})
+        return
+    ticked_golden = next((r for r in chosen if r.run_id in golden_ids), None)
+    base = ticked_golden or min(chosen, key=lambda r: r.captured_at)
+    others = [r for r in chosen if r.run_id != base.run_id]
+    st.page_link("app_pages/compare.py", label=f"Compare these {len(chosen)} runs", icon=":material/compare_arrows:",
+                 query_params={"baseline": base.run_id, "candidate": [r.run_id for r in others[:MAX_CANDIDATES]]})
+    why = "the ticked golden" if ticked_golden else "the oldest ticked run, as no golden is ticked"
+    st.caption(f"Baseline: {markdown_text(run_name(base), 160)} ({why}); the other ticked runs are the candidates."
+               + (f" Compare shows {MAX_CANDIDATES} candidates at most: the {MAX_CANDIDATES} newest."
+                  if len(others) > MAX_CANDIDATES else ""))
+
+
+def golden_panel(chosen: list[RunSummary]) -> None:
+    st.markdown("**Golden**")
+    if len(chosen) != 1:
+        st.caption("Tick exactly one run to make it the golden, or to clear it.")
+        return
+    run = chosen[0]
+    with state.guard():
+        golden = store.golden_for(run.run_id)
+    if golden is not None and golden.run_id == run.run_id:
+        st.button("Clear this golden", key="clear_golden", on_click=_clear_golden, args=(golden.key,))
+        return
+    st.text_input("Reason", key="golden_reason", placeholder="e.g. reference A100 node, driver 535")
+    st.button("Make this run the golden", key="make_golden", on_click=_make_golden, args=(run.run_id,),
+              disabled=not run.case_count, help=None if run.case_count else "An environment-only run has "
+              "no outputs to compare against.")
+
+
+def delete_panel(chosen: list[RunSummary]) -> None:
+    st.markdown("**Delete**")
+    run_ids = tuple(r.run_id for r in chosen)
+    captured = st.session_state.get(DELETE_IDS)
+    if (captured is not None and captured != run_ids) or (st.session_state.get("delete_confirm") and captured is None):
+        st.session_state.pop(DELETE_IDS, None)  # the ticks changed since the confirmation: it named other runs
+        st.session_state["delete_confirm"] = False
+    st.caption(f"Deletes {plural(len(chosen), 'run')}: {', '.join(markdown_text(r) for r in run_ids)}.")
+    sure = st.checkbox("Delete for good", key="delete_confirm", on_change=_confirm_delete, args=(run_ids,),
+                       help="The runs named above, their results and the arrays no other run uses are removed "
+                            "from the database. There is no undo.")
+    st.button(f"Delete {plural(len(chosen), 'run')}", key="delete_run", type="primary", disabled=not sure,
+              on_click=_delete)
+
+
+ui.heading(f"{plural(len(ticked), 'run')} ticked" if ticked else "Tick runs to act on them", 3)
+if not ticked:
+    st.caption("Tick runs in the table (the box at the start of each row) to open one, compare them, mark one as "
+               "the golden or delete them. With several ticked, Compare takes the ticked golden as the baseline, "
+               "else the oldest ticked run.")
+    if DELETE_IDS in st.session_state:  # nothing ticked any more: no confirmation stands
+        st.session_state.pop(DELETE_IDS, None)
+        st.session_state["delete_confirm"] = False
+else:
+    st.markdown(names(ticked))
+    if len(ticked) == 1 and ticked[0].note:
+        st.text(f"Note: {ticked[0].note}")
+    columns = st.columns(1 + can_golden + can_delete, border=True)
+    with columns[0]:
+        compare_panel(ticked)
+    if can_golden:
+        with columns[1]:
+            golden_panel(ticked)
+    if can_delete:
+        with columns[-1]:
+            delete_panel(ticked)
 if not (can_golden and can_delete) and state.policy().restricted:
     locked = [state.ACTION_WORDS[a] for a in ("golden", "delete") if not state.allowed(a)]
     st.caption(f"To {' or '.join(locked)}, {'log in' if state.policy().mode == 'oidc' else 'unlock'} with a role "
                "that may (in the sidebar).")
+
+with st.expander(f"Goldens ({len(goldens)})", icon=":material/star:"):
+    if goldens:
+        st.dataframe(tables.with_run_links(tables.goldens_frame(goldens)), hide_index=True, key="goldens_table",
+                     column_config=ui.run_links(tables.RUN_ID))
+    else:
+        st.info("No golden yet: tick a run above and make it the golden to judge every other run against it."
+                if can_golden else "No golden yet: once someone allowed to mark goldens picks one, every run is "
+                "judged against it.")
