@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from driftboard.core.collect_env import ParsedReport, parse_report
 from driftboard.core.fingerprint.digest import fingerprint_digest
+from driftboard.core.redact import redact_text
 from driftboard.core.run import Run
 from driftboard.core.version import __version__
 
@@ -20,10 +21,14 @@ VARIANT = "imported"
 
 
 def run_from_report(text: str | bytes, *, label: str = "", note: str = "", tags: tuple[str, ...] = ()) -> tuple[Run, ParsedReport]:
-    """Parse a report (``ReportParseError`` if it is not one) into an environment-only run."""
+    """Parse a report (``ReportParseError`` if it is not one) into an environment-only run.
+
+    The report, ``label``, ``note`` and ``tags`` are stored with credentials
+    redacted (``core.redact``).
+    """
+    label, note, tags = redact_text(label), redact_text(note), tuple(redact_text(tag) for tag in tags)
     parsed = parse_report(text)
-    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
-    digest = hashlib.sha256(raw).hexdigest()[:24]
+    digest = _report_digest(text, parsed.fingerprint["collect_env"]["text"])
     fingerprint = dict(parsed.fingerprint)
     identity = dict(fingerprint.get("identity") or {})
     # A report names no machine: each one stands for its own, so imports from
@@ -63,3 +68,16 @@ def describe(fingerprint: dict) -> str:
     where = system.get("distro") or system.get("system")
     parts = [p for p in (hardware, where, f"torch {torch['version']}" if torch.get("version") else None) if p]
     return "collect_env: " + (" · ".join(str(p) for p in parts) if parts else "unknown machine")
+
+
+def _report_digest(text: str | bytes, kept: str) -> str:
+    """The run id's digest: of the text as given, or of the text kept when redaction changed it.
+
+    The same paste gets the same id. Hashing a text that held a password would
+    let anyone who reads the stored (redacted) text try weak passwords against
+    the id, so a text with credentials is hashed without them.
+    """
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    if kept != raw.decode("utf-8", "replace"):
+        raw = kept.encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()[:24]

@@ -144,6 +144,14 @@ def test_ordinary_settings_are_not_mistaken_for_secrets(value: str) -> None:
         "-----BEGIN RSA PRIVATE KEY-----",
         "Zx8Qp2Lm9Rt4Vb7Nc1Kd6Hs3Jf0Wg5Ty",
         "d41d8cd98f00b204e9800998ecf8427ed41d8cd9",
+        # Credentials only the value's structure shows (core.redact):
+        "https://TokNoPass7Qx93Lkz@hub.example.com/models",
+        "https://store.example.com/m.pt?sv=2024-05-04&sig=SigPlanted8Wq2Zr5Tb",
+        "https://cache.example.com/get?access_token=AccessPlanted4Hn7Vd",
+        "https://hooks.slack.com/services/T0PLANT01/B0PLANT02/SlackPlanted9Xw4Kq",
+        "postgresql://app:Slash/Planted5Rv@db.internal/prod",
+        "host=db.internal user=app password=LibpqPlanted3Jk8 dbname=prod",
+        '{"user": "app", "password": "JsonPlanted2Lp6"}',
     ],
 )
 def test_credentials_are_recognised_by_value(value: str) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from driftboard.core import fields
-from driftboard.core.fingerprint.gpu import collect_gpu, cuda_version, system_cuda, system_cudnn
+from driftboard.core.fingerprint.gpu import collect_gpu, system_cuda, system_cudnn
+from driftboard.core.fingerprint.nvml import cuda_version
 from driftboard.core.fingerprint.versions import cudnn_version
 
 torch = pytest.importorskip("torch")
@@ -195,6 +196,17 @@ def test_no_driver_nvml_raises_torch_cuda_fallback() -> None:
         "ecc": None,
     }
     assert gpu["driver"] is None and gpu["cuda_runtime"] == "12.4"
+
+
+def test_absurd_device_count_is_refused_not_looped_over() -> None:
+    class HugeNVML(FakeNVML):
+        def nvmlDeviceGetCount(self) -> int:
+            return 2**31 - 1
+
+    nvml = HugeNVML([a100(A100_UUIDS[0])])
+    gpu = collect_gpu(nvml=nvml, torch=fake_torch(fake_cuda([a100_props(A100_UUIDS[0])])), system=NO_SYSTEM)
+    assert "2147483647 devices" in gpu["nvml"]["error"] and nvml.shutdown
+    assert gpu["source"] == "torch.cuda" and gpu["count"] == 1
 
 
 def test_no_driver_and_torch_cuda_raising() -> None:

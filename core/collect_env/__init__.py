@@ -61,7 +61,9 @@ set where decidable.
 
 Everything else is kept under ``fingerprint["collect_env"]``: the raw values,
 the conda listing, unrecognised lines (``unmapped``), the facts the paste
-lacks (``missing``), notes and the whole text as pasted (``text``).
+lacks (``missing``), notes and the whole text as pasted (``text``). Credentials
+in the text (``core.redact``) are replaced by ``<redacted>`` before parsing,
+so neither the text kept nor any value read from it holds one.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from driftboard.core.collect_env.build import build
 from driftboard.core.collect_env.labels import ANCHORS
 from driftboard.core.collect_env.scan import FIELD, scan
 from driftboard.core.errors import ReportParseError
+from driftboard.core.redact import redact_text
 
 __all__ = ["MAX_CHARS", "ParsedReport", "parse_report"]
 
@@ -105,6 +108,9 @@ def parse_report(text: str | bytes) -> ParsedReport:
         raise TypeError(f"parse_report expects text, not {type(text).__name__}")
     if len(text) > MAX_CHARS:
         raise ReportParseError(f"text is too long for a collect_env report ({len(text)} > {MAX_CHARS} characters)")
+    # An issue body pasted whole may hold tokens (a pip URL, an exported HF_TOKEN):
+    # nothing derived from the text, nor the text kept, may carry them.
+    text = redact_text(text)
     normalized = _normalize(text)
     if not normalized.strip():
         raise ReportParseError("empty text: paste the output of python -m torch.utils.collect_env")

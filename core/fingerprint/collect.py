@@ -8,12 +8,14 @@ from typing import Any
 
 from driftboard.core.fields import FINGERPRINT_VERSION
 from driftboard.core.fingerprint._probe import guarded
+from driftboard.core.fingerprint.anonymize import anonymize_paths
 from driftboard.core.fingerprint.cpu import collect_cpu
 from driftboard.core.fingerprint.environment import redact_environment
 from driftboard.core.fingerprint.gpu import collect_gpu
 from driftboard.core.fingerprint.packages import collect_packages
-from driftboard.core.fingerprint.system import collect_identity, collect_os, collect_python
+from driftboard.core.fingerprint.system import anonymized_names, collect_identity, collect_os, collect_python
 from driftboard.core.fingerprint.torch_info import collect_numerics, collect_numpy, collect_torch
+from driftboard.core.redact import redact_strings
 
 
 def collect_fingerprint(
@@ -29,11 +31,13 @@ def collect_fingerprint(
     Its flattened dotted keys are those of ``core.fields``. A collector that
     fails leaves ``{"error": "<one line>"}`` in its section and the others go
     on. ``environ`` defaults to ``os.environ``; only allowlisted names are read.
+    Every string passes ``core.redact`` (the label and note are the user's own
+    text); with ``anonymize`` no path keeps the user or host name either.
     """
     environ = os.environ if environ is None else environ
     # Numerics settings first, before any other collector touches torch.
     numerics = guarded(collect_numerics)
-    return {
+    fingerprint = {
         "fingerprint_version": FINGERPRINT_VERSION,
         "os": guarded(collect_os, environ),
         "python": guarded(collect_python),
@@ -46,3 +50,6 @@ def collect_fingerprint(
         "env": guarded(redact_environment, environ),
         "identity": guarded(collect_identity, label=label, tags=tags, note=note, anonymize=anonymize),
     }
+    if anonymize:
+        fingerprint = anonymize_paths(fingerprint, anonymized_names())
+    return redact_strings(fingerprint)

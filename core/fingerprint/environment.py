@@ -1,8 +1,9 @@
 """Environment variables that change numerics, read from an allowlist and redacted.
 
-Only a variable whose name is on the allowlist is ever looked at; its value is
-still replaced by ``<redacted>`` when the name or the value looks like a
-credential, because allowlisted prefixes such as ``TORCH_`` also hold tokens
+Only a variable whose name is on the allowlist is ever looked at; its whole
+value is still replaced by ``<redacted>`` when the name or the value looks like
+a credential (anything ``core.redact`` finds in free text, or a long random
+string), because allowlisted prefixes such as ``TORCH_`` also hold tokens
 (``TORCH_HUB_TOKEN``) and a URL in any variable may carry a password
 (vLLM's environment report has the same allowlist-plus-denylist shape,
 vllm-project/vllm PR 9293).
@@ -15,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 
-REDACTED = "<redacted>"
+from driftboard.core.redact import REDACTED, looks_secret
 
 # Prefix -> why a variable under it can change the numbers a model computes.
 ALLOWED_PREFIXES: dict[str, str] = {
@@ -60,24 +61,6 @@ ALLOWED_NAMES: dict[str, str] = {
 
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASS|KEY|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION|SIGNATURE", re.IGNORECASE)
 
-_SECRET_VALUE = re.compile(
-    r"""
-      [a-z][a-z0-9+.\-]*://[^/\s:@]*:[^/\s@]+@      # URL with user:password@
-    | \b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b   # AWS access key id
-    | \bgh[pousr]_[A-Za-z0-9]{20,}                 # GitHub tokens
-    | \bgithub_pat_[A-Za-z0-9_]{20,}
-    | \bglpat-[A-Za-z0-9_\-]{20,}                   # GitLab
-    | \bxox[abprs]-[A-Za-z0-9\-]{10,}               # Slack
-    | \bhf_[A-Za-z0-9]{20,}                         # Hugging Face
-    | \bsk-[A-Za-z0-9_\-]{20,}                      # OpenAI-style secret keys
-    | \bAIza[0-9A-Za-z_\-]{30,}                     # Google API keys
-    | \beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.  # JWT
-    | -----BEGIN[ A-Z]*PRIVATE\ KEY-----
-    | \b(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{8,}
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
-
 # Candidate tokens for the entropy check: runs of characters that appear in
 # keys, hex digests and base64. Separators such as ',', ':', ';', '=' and
 # whitespace split them, so ``expandable_segments:True,max_split_size_mb:128``
@@ -110,9 +93,8 @@ def name_looks_secret(name: str) -> bool:
 
 
 def value_looks_secret(value: str) -> bool:
-    if _SECRET_VALUE.search(value):
-        return True
-    return any(_high_entropy(token) for token in _TOKEN.findall(value))
+    """What ``core.redact`` finds in any text, or a long random string: a setting is never one."""
+    return looks_secret(value) or any(_high_entropy(token) for token in _TOKEN.findall(value))
 
 
 def is_allowed(name: str) -> bool:

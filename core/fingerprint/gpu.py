@@ -1,9 +1,11 @@
 """GPU collector: NVML first, torch.cuda as fallback, plus what torch actually loaded.
 
 NVML (the ``pynvml`` module of nvidia-ml-py) answers without creating a CUDA
-context and knows the driver, MIG and ECC. torch.cuda adds the multiprocessor
-count and is the only source on ROCm or when NVML is missing (reading device
-properties initializes CUDA in this process, as the capture does anyway). Both
+context and knows the driver, MIG and ECC; it is read in a child process
+(``core.fingerprint.nvml``) so a broken driver library cannot crash or hang
+the capture. torch.cuda adds the multiprocessor count and is the only source
+on ROCm or when NVML is missing (reading device properties initializes CUDA
+in this process, as the capture does anyway). Both
 come in as parameters so tests can fake a 2xA100 node, a MIG slice or a
 missing driver.
 
@@ -26,11 +28,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from driftboard.core.fingerprint._probe import error, guarded, is_error, read_text, run
+from driftboard.core.fingerprint._probe import guarded, is_error, read_text, run
+from driftboard.core.fingerprint.nvml import nvml_facts, nvml_facts_once
 from driftboard.core.fingerprint.versions import cudnn_version
-
-NVML_ERROR_NOT_SUPPORTED = 3  # pynvml.NVML_ERROR_NOT_SUPPORTED
-NVML_ENABLED = 1  # NVML_FEATURE_ENABLED / NVML_DEVICE_MIG_ENABLE
 
 SystemVersions = Callable[[], tuple[str | None, str | None]]
 
@@ -44,7 +44,8 @@ def collect_gpu(
 ) -> dict[str, Any]:
     """The ``gpu`` section.
 
-    ``nvml``: a pynvml-like module (default: ``import pynvml``); ``cuda``: a
+    ``nvml``: a pynvml-like module read in this process (default: pynvml, read
+    in a child process, ``core.fingerprint.nvml``); ``cuda``: a
     torch.cuda-like module (default: ``torch.cuda``); ``torch``: the module
     whose ``version``, ``backends`` and ``xpu`` are read; ``system``: returns
     the system (nvcc, cuDNN) versions.
@@ -52,7 +53,7 @@ def collect_gpu(
     if torch is None:
         import torch
     cuda = torch.cuda if cuda is None else cuda
-    from_nvml = guarded(nvml_facts, nvml)
+    from_nvml = guarded(nvml_facts_once) if nvml is None else guarded(nvml_facts, nvml)
     from_torch = guarded(torch_cuda_facts, cuda)
     torch_devices = [] if is_error(from_torch) else from_torch["devices"]
     cuda_available = from_torch if is_error(from_torch) else from_torch["available"]
@@ -88,58 +89,6 @@ def collect_gpu(
     out["system_cudnn"] = system_cudnn
     out["system_mismatch"] = system_mismatch(out)
     return out
-
-
-# --- NVML
-
-
-def _text(value: Any) -> Any:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _not_supported(exc: BaseException) -> bool:
-    return getattr(exc, "value", None) == NVML_ERROR_NOT_SUPPORTED or type(exc).__name__.endswith("NotSupported")
-
-
-def _nvml_field(fn: Callable[[], Any], unsupported: Any = None) -> Any:
-    """One NVML query; ``unsupported`` when the device does not have the feature, an error otherwise."""
-    try:
-        return fn()
-    except Exception as exc:  # one field fails, the device and the others stay
-        return unsupported if _not_supported(exc) else error(exc)
-
-
-def nvml_facts(nvml: Any = None) -> dict[str, Any]:
-    if nvml is None:
-        import pynvml as nvml
-    nvml.nvmlInit()
-    try:
-        count = nvml.nvmlDeviceGetCount()
-        return {
-            "version": _nvml_field(lambda: _text(nvml.nvmlSystemGetNVMLVersion())),
-            "driver": _nvml_field(lambda: _text(nvml.nvmlSystemGetDriverVersion())),
-            "cuda_driver": _nvml_field(lambda: cuda_version(nvml.nvmlSystemGetCudaDriverVersion())),
-            "devices": [_nvml_device(nvml, nvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)],
-        }
-    finally:
-        guarded(nvml.nvmlShutdown)
-
-
-def _nvml_device(nvml: Any, handle: Any) -> dict[str, Any]:
-    return {
-        "name": _nvml_field(lambda: _text(nvml.nvmlDeviceGetName(handle))),
-        "compute_capability": _nvml_field(lambda: "{}.{}".format(*nvml.nvmlDeviceGetCudaComputeCapability(handle))),
-        "memory_mb": _nvml_field(lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // 2**20),
-        "uuid": _nvml_field(lambda: _text(nvml.nvmlDeviceGetUUID(handle))),
-        "multiprocessors": None,  # NVML has no SM count for a whole GPU; torch.cuda fills it in
-        "mig": _nvml_field(lambda: nvml.nvmlDeviceGetMigMode(handle)[0] == NVML_ENABLED, unsupported=False),
-        "ecc": _nvml_field(lambda: nvml.nvmlDeviceGetEccMode(handle)[0] == NVML_ENABLED),
-    }
-
-
-def cuda_version(value: int) -> str:
-    """NVML's and the CUDA API's integer version (12040) as "12.4"."""
-    return f"{value // 1000}.{value % 1000 // 10}"
 
 
 # --- torch.cuda

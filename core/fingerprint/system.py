@@ -121,6 +121,20 @@ def collect_identity(
     }
 
 
+def anonymized_names(
+    hostname: Callable[[], str] = socket.gethostname, user: Callable[[], str] | None = None
+) -> dict[str, str]:
+    """The host and user names ``--anonymize`` hides, each mapped to the hash ``collect_identity`` records."""
+    names: dict[str, str] = {}
+    host = guarded(hostname)
+    if isinstance(host, str) and host:
+        names[host] = names[host.split(".")[0]] = _anon("host", host)  # paths may hold the short name
+    who = guarded(user or _user)
+    if isinstance(who, str) and who:
+        names[who] = _anon("user", who)
+    return names
+
+
 def _anon(kind: str, value: str) -> str:
     return f"{kind}-{hashlib.sha256(f'driftboard-{kind}:{value}'.encode()).hexdigest()[:12]}"
 
