@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "auth": "driftboard.cli.auth_cmd:auth",
     "golden": "driftboard.cli.golden_cmd:golden",
     "audit": "driftboard.cli.audit_cmd:audit",
+    "status": "driftboard.cli.status_cmd:status",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from driftboard.core.compare.envdiff import diff_environments
@@ -28,7 +28,8 @@ CaseKey = tuple[str, str, str]
 
 
 class RunLike(Protocol):
-    """What the audit needs of a run: a ``core.run.Run`` or any row with these attributes."""
+    """What the audit needs of a run: a ``core.run.Run`` or any row with these attributes (``variant`` and
+    ``tags``, read when present, group a settings sweep into one capture)."""
 
     run_id: str
     created_at: str
@@ -49,6 +50,13 @@ class TimelinePoint:
     worst: Verdict | None = None  # None: not compared (no golden, or this run is the golden)
     ulp_max: int | None = None
     is_golden: bool = False
+    variant: str = "default"
+    capture_at: str = ""  # the capture (sweep) this run belongs to: its variants share one instant
+
+    @property
+    def x_at(self) -> str:
+        """Where a chart draws this run: at its capture, so a sweep's variants stand at one time."""
+        return self.capture_at or self.captured_at
 
     @property
     def compared_with_golden(self) -> bool:
@@ -211,20 +219,64 @@ def machine_audit(
         golden = next((c.baseline for c in by_id.values()), None)
     if policy is None:
         policy = next((c.policy for c in by_id.values()), DEFAULT_POLICY)
-    ordered = sorted(runs, key=lambda r: (_instant(r.created_at) or datetime.min.replace(tzinfo=UTC), r.run_id))
-    points = tuple(_point(run, by_id.get(run.run_id), golden) for run in ordered)
+    groups = capture_groups(runs)
+    points_by_id: dict[str, TimelinePoint] = {}
+    for group in groups:
+        at = representative(group).created_at if len(group) > 1 else ""
+        for run in group:
+            points_by_id[run.run_id] = _point(run, by_id.get(run.run_id), golden, at)
+    points = tuple(points_by_id[run.run_id] for group in groups for run in group)
     events = []
-    for i in range(1, len(ordered)):
-        prev, run = ordered[i - 1], ordered[i]
+    for before, after in zip(groups, groups[1:], strict=False):  # between captures, never within a sweep
+        prev, run = representative(before), representative(after)
         changes = diff_environments(prev.fingerprint, run.fingerprint).numerics
         if not changes:
             continue
         event = TimelineEvent(prev.run_id, run.run_id, prev.created_at, run.created_at,
                               tuple(c.text for c in changes), tuple(c.key for c in changes))
-        events.append(AuditEvent(event, points[i - 1], points[i],
+        events.append(AuditEvent(event, points_by_id[prev.run_id], points_by_id[run.run_id],
                                  _verdict_changes(by_id.get(prev.run_id), by_id.get(run.run_id)),
                                  (across or {}).get(run.run_id)))
     return MachineAudit(machine, golden, points, tuple(events), by_id, policy, machine_key)
+
+
+SWEEP_TAG = "variant:"  # the tag ``capture --sweep`` gives each of its runs
+SWEEP_GAP = timedelta(minutes=5)  # a sweep runs its variants back to back, each in a fresh process
+
+
+def capture_groups(runs: Sequence[RunLike]) -> list[list[RunLike]]:
+    """The runs (any order) oldest first, in captures: the variants of one settings sweep (each tagged
+    ``variant:…``, variants distinct, captured back to back) form one group; any other run is its own.
+
+    A sweep's variants differ in settings on purpose: they are one capture, not environment changes."""
+    ordered = sorted(runs, key=lambda r: (_instant(r.created_at) or datetime.min.replace(tzinfo=UTC), r.run_id))
+    groups: list[list[RunLike]] = []
+    for run in ordered:
+        last = groups[-1] if groups else None
+        if last is not None and _swept(run) and all(_swept(r) for r in last) \
+                and _variant(run) not in {_variant(r) for r in last} and _close(last[-1], run):
+            last.append(run)
+        else:
+            groups.append([run])
+    return groups
+
+
+def representative(group: Sequence[RunLike]) -> RunLike:
+    """The run that stands for a capture: its default-settings variant, else its first run."""
+    return next((r for r in group if _variant(r) == "default"), group[0])
+
+
+def _variant(run: RunLike) -> str:
+    return str(getattr(run, "variant", "default") or "default")
+
+
+def _swept(run: RunLike) -> bool:
+    return any(str(t).startswith(SWEEP_TAG) for t in getattr(run, "tags", ()) or ())
+
+
+def _close(a: RunLike, b: RunLike) -> bool:
+    x, y = _instant(a.created_at), _instant(b.created_at)
+    return x is not None and y is not None and abs(y - x) <= SWEEP_GAP
 
 
 def audit_json(audit: MachineAudit, *, generated_at: str | None = None) -> dict[str, Any]:
@@ -236,10 +288,12 @@ def audit_json(audit: MachineAudit, *, generated_at: str | None = None) -> dict[
     })
 
 
-def _point(run: RunLike, comparison: RunComparison | None, golden: RunInfo | None) -> TimelinePoint:
+def _point(run: RunLike, comparison: RunComparison | None, golden: RunInfo | None,
+           capture_at: str = "") -> TimelinePoint:
     is_golden = golden is not None and run.run_id == golden.run_id
     if comparison is None:
-        return TimelinePoint(run.run_id, run.created_at, run.label, is_golden=is_golden)
+        return TimelinePoint(run.run_id, run.created_at, run.label, is_golden=is_golden, variant=_variant(run),
+                             capture_at=capture_at)
     ulps = [c.metrics.ulp_max for c in comparison.cases if c.metrics is not None]
     return TimelinePoint(
         run.run_id, run.created_at, run.label,
@@ -249,6 +303,8 @@ def _point(run: RunLike, comparison: RunComparison | None, golden: RunInfo | Non
         worst=comparison.worst,
         ulp_max=max(ulps) if ulps else None,
         is_golden=is_golden,
+        variant=_variant(run),
+        capture_at=capture_at,
     )
 
 

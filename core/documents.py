@@ -22,6 +22,7 @@ FORMATS: dict[str, int] = {
     "driftboard.compare": 1,  # compare --json
     "driftboard.comparison_report": 1,  # report --json, the dashboard's report download, the HTML report's data
     "driftboard.runs": 1,  # runs --json
+    "driftboard.status": 1,  # status --json: each machine's latest run against the golden
     "driftboard.fingerprint": 1,  # fingerprint --json
     # show --json: a bundle's manifest.json as is. It had its envelope before this module (name and
     # version in core/bundle.py, schema core/bundle.schema.json), so it keeps them.

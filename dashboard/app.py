@@ -2,8 +2,9 @@
 
 The page list depends on the session's role (``dashboard.state``): a session
 that may not view sees only the locked page with its unlock/login form; one
-that may not upload has no Upload page at all (its address sends the visitor
-to Runs with the reason). A run's page (``run?run=ID``) is not in the menu:
+that may view lands on the team status board (``status.py``); one that may
+not upload has no Upload page at all (its address sends the visitor to Runs
+with the reason). A run's page (``run?run=ID``) is not in the menu:
 run ids link to it.
 """
 
@@ -28,7 +29,8 @@ else:
     else:  # the address still answers: it sends the visitor to Runs and says why
         upload = st.Page(PAGES / "upload_locked.py", title="Upload", url_path="upload", visibility="hidden")
     pages = [
-        st.Page(PAGES / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
+        st.Page(PAGES / "status.py", title="Team status", icon=":material/groups:", url_path="status", default=True),
+        st.Page(PAGES / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
         upload,
         st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
         st.Page(PAGES / "matrix.py", title="Drift matrix", icon=":material/grid_on:", url_path="matrix"),

@@ -89,6 +89,7 @@ class MatrixData:
     verdicts: tuple[tuple[str | None, ...], ...]
     hovers: tuple[tuple[str | None, ...], ...]
     without_cases: tuple[str, ...] = ()  # runs left out: environment only, nothing to compare
+    magnitudes: tuple[tuple[float | None, ...], ...] = ()  # max ULP per cell (None: no figure, e.g. missing)
 
     @property
     def empty(self) -> bool:
@@ -123,10 +124,11 @@ def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], po
             if key not in seen:
                 seen.add(key)
                 keys.append(key)
-    verdicts, hovers = [], []
+    verdicts, hovers, magnitudes = [], [], []
     for _, _, cases in rows:
         verdicts.append(tuple(cases[k].verdict.value if k in cases else None for k in keys))
         hovers.append(tuple(cell_figures(cases[k]) if k in cases else None for k in keys))
+        magnitudes.append(tuple(_ulps(cases[k]) if k in cases else None for k in keys))
     return MatrixData(
         baseline=base.run_id,
         run_ids=tuple(r[0] for r in rows),
@@ -135,7 +137,14 @@ def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], po
         verdicts=tuple(verdicts),
         hovers=tuple(hovers),
         without_cases=tuple(without),
+        magnitudes=tuple(magnitudes),
     )
+
+
+def _ulps(case: Any) -> float | None:
+    """A cell's magnitude: its max ULP distance; None when the outputs were not compared element-wise."""
+    m = case.metrics
+    return None if m is None or m.ulp_max is None else float(m.ulp_max)
 
 
 def _prefetch_differing(arrays: Any, base_refs: dict[tuple[str, str, str], Any], run: Run) -> None:
@@ -178,9 +187,24 @@ def comparable_runs(store: Store, baseline: RunSummary, filters: RunFilter, coun
     return found[:count]
 
 
-def matrix_label(run: RunSummary) -> str:
-    """A row label: host, label and capture time (duplicates are fine: rows are indexed)."""
-    parts = [run.hostname or run.machine_key[:12], run.label, fmt_time(run.captured_at)]
+def machine_name(run: RunSummary) -> str:
+    """What a run's machine is called on the matrix axis: its hostname, else the start of its key."""
+    return run.hostname or run.machine_key[:12]
+
+
+def by_machine(runs: Sequence[RunSummary]) -> list[RunSummary]:
+    """The runs with each machine's runs adjacent, newest first within a machine; the machine seen most
+    recently first (``runs`` come newest first, so machines keep the order of their newest run)."""
+    order: dict[str, int] = {}
+    for run in runs:
+        order.setdefault(run.machine_key, len(order))
+    return sorted(runs, key=lambda r: (order[r.machine_key], -r.captured_at.timestamp(), r.run_id))
+
+
+def matrix_label(run: RunSummary, *, machine: bool = True) -> str:
+    """A row label: host (unless the axis groups rows by machine), label and capture time (duplicates are
+    fine: rows are indexed)."""
+    parts = [machine_name(run) if machine else "", run.label, fmt_time(run.captured_at)]
     if run.variant and run.variant != "default":
         parts.append(run.variant)
     return safe_text(" · ".join(p for p in parts if p), 80)

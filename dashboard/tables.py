@@ -16,9 +16,10 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from driftboard.core.audit import MachineAudit
-from driftboard.core.compare import EnvChange, LikelyCause, RunComparison
+from driftboard.core.compare import EnvChange, LikelyCause, RunComparison, Verdict
 from driftboard.core.compare.envdiff import shown_pair
 from driftboard.core.run import CaseResult
+from driftboard.core.status import TeamStatus
 from driftboard.core.text import spreadsheet_safe
 from driftboard.dashboard.format import (
     MISSING,
@@ -244,7 +245,29 @@ def causes_frame(causes: Sequence[LikelyCause]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["likely cause", "confidence", "evidence", "cases"])
 
 
+def cause_texts(causes: Sequence[LikelyCause]) -> list[tuple[str, str]]:
+    """(title, evidence) of each likely cause, whole: what the causes table cuts to its column width."""
+    return [(f"{c.title} ({c.confidence})", c.evidence) for c in causes]
+
+
+def found_texts(comparison: RunComparison) -> list[tuple[str, str]]:
+    """(case and verdict, what was found) of each case that is not identical, most severe first."""
+    cases = sorted((c for c in comparison.cases if c.verdict is not Verdict.IDENTICAL),
+                   key=lambda c: (-c.verdict.severity, c.key))
+    return [(f"{'/'.join(c.key)}: {verdict_label(c.verdict)}", c.detail) for c in cases]
+
+
 # ---------------------------------------------------------------- machine audit
+
+
+AUDIT_EVENT_WIDTHS = {"between": 170, "what changed": 280, "before": 300, "after": 300, "conclusion": "large"}
+
+
+def audit_event_texts(audit: MachineAudit) -> list[tuple[str, str]]:
+    """Each environment change written out: what changed, the drift before and after it, the conclusion."""
+    return [(f"{fmt_time(e.event.before_at)} → {fmt_time(e.event.after_at)}: {'; '.join(e.event.changes)}",
+             f"Before: {_point_text(e.before)}. After: {_point_text(e.after)}. {e.conclusion()}")
+            for e in audit.events]
 
 
 def audit_events_frame(audit: MachineAudit) -> pd.DataFrame:
@@ -287,3 +310,30 @@ def audit_points_frame(audit: MachineAudit) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["captured", "label", VERDICT, "cases differing", "beyond tolerance",
                                        "max ULP", "run id"])
+
+
+# ---------------------------------------------------------------- team status
+
+
+STATUS_COLUMNS = ("status", "machine", "latest run", "captured", "cases differing", "max ULP",
+                  "changed since the previous run", "runs")
+
+
+def status_frame(status: TeamStatus) -> pd.DataFrame:
+    """One row per machine, worst first as ``core.status`` orders them: the verdict of its latest run against
+    the golden (worded; environment-only and unjudged runs say so), then what changed since its previous run."""
+    rows = []
+    for m in status.machines:
+        judged = m.worst is not None
+        word = verdict_label(m.worst) if judged else ("★ golden" if m.is_golden else m.state)
+        rows.append({
+            "status": word,
+            "machine": _text(m.machine, 80),
+            "latest run": m.run_id,
+            "captured": fmt_time(m.captured_at),
+            "cases differing": fmt_count(m.drifted, m.compared) if judged else MISSING,
+            "max ULP": fmt_ulp(m.ulp_max) if judged and m.ulp_max is not None else MISSING,
+            "changed since the previous run": _text(m.changes_text, 600),
+            "runs": m.run_count,
+        })
+    return pd.DataFrame(rows, columns=list(STATUS_COLUMNS))

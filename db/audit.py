@@ -94,6 +94,8 @@ class _AuditRun:
     created_at: str
     label: str
     fingerprint: dict[str, Any]
+    variant: str = "default"
+    tags: tuple[str, ...] = ()
 
 
 def _golden_of(store: Store, history: Sequence[RunSummary], name: str) -> Golden | None:
@@ -112,5 +114,5 @@ def _runs_with_fingerprints(store: Store, history: Sequence[RunSummary]) -> list
         digest = run.environment.digest
         if digest not in fingerprints:
             fingerprints[digest] = store.load_run(run.run_id)[0].fingerprint
-        out.append(_AuditRun(run.run_id, run.created_at, run.label, fingerprints[digest]))
+        out.append(_AuditRun(run.run_id, run.created_at, run.label, fingerprints[digest], run.variant, run.tags))
     return out

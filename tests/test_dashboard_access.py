@@ -89,9 +89,12 @@ def access(db_url, tmp_path, monkeypatch, token_lines) -> Callable[..., Path]:
 
 
 def open_app() -> AppTest:
+    """The app on its Runs page (a session that may view lands on the team status board first)."""
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    if at.title and at.title[0].value == "Team status":
+        goto(at, "runs")
     return at
 
 
@@ -366,7 +369,7 @@ def test_restricted_viewing_shows_only_the_unlock_form(access):
     unlock(at, "wrong")
     assert title(at) == "driftboard is locked" and any("not valid" in e.value for e in at.error)
     unlock(at, TOKENS["viewer"])
-    assert title(at) == "Runs" and at.dataframe
+    assert title(at) == "Team status" and at.dataframe  # unlocked: the default page
     assert not upload_page_reachable(at)
 
 
@@ -409,7 +412,8 @@ def test_oidc_login_gives_the_role_of_the_email(access, monkeypatch):
 
     at.user = {"is_logged_in": True, "email": "boss@example.com", "email_verified": True}
     at.run()
-    assert title(at) == "Runs" and "logout" in keys(at)
+    assert title(at) == "Team status" and "logout" in keys(at)  # logged in: the default page
+    goto(at, "runs")
     assert any("boss@example.com" in plain(c.value) and "admin" in c.value for c in at.caption)
     tick(at, OTHER)
     assert set(CONTROLS) <= keys(at)

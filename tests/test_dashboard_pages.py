@@ -32,7 +32,7 @@ from driftboard.db.store import Store, close_shared_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = Path(driftboard.dashboard.__file__).with_name("app.py")
-PAGES = ("runs", "upload", "compare", "matrix", "machines")
+PAGES = ("status", "runs", "upload", "compare", "matrix", "machines")
 
 GOLDEN = "m0000-r00000-default"
 LAPTOP = "m0001-r00000-default"
@@ -94,7 +94,7 @@ def open_page(page: str = "runs", **params: str | list[str]) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=90)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    if page != "runs" or params:
+    if page != "status" or params:  # the app opens on the team status board
         at.query_params.update(params)
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]

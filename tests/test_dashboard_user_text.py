@@ -53,7 +53,7 @@ def db_url(seeded, tmp_path, monkeypatch) -> Iterator[str]:
 def _page(page: str, **params: str) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=90)
     at.run()
-    if page != "runs":
+    if page != "status":  # the app opens on the team status board
         at.query_params.update(params)
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -68,6 +68,7 @@ def _markdown_sources(at: AppTest) -> list[str]:
 
 
 @pytest.mark.parametrize(("page", "params"), [
+    ("status", {}),
     ("runs", {}),
     ("compare", {"baseline": GOLDEN, "candidate": OTHER}),
     ("matrix", {}),

@@ -434,7 +434,7 @@ def test_the_runs_table_shows_the_verdict_and_whole_run_ids_at_1280_by_800(chrom
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{seeded_server}/")
+            page.goto(f"{seeded_server}/runs")
             grid = page.locator("[data-testid='stDataFrame']").first
             expect(grid).to_be_visible()
             _wait_done(page)
@@ -479,7 +479,7 @@ def test_the_runs_table_shows_the_verdict_and_whole_run_ids_at_1280_by_800(chrom
             page.screenshot(path=str(ARTIFACTS / "e2e-run-page-1280x800.png"))
 
             # a deletion removes the run confirmed and leaves nothing ticked (the browser's ticks are cleared too)
-            page.goto(f"{seeded_server}/")
+            page.goto(f"{seeded_server}/runs")
             _tick_row(page, 2)  # newest first: the import, the upgrade, then the broken run
             expect(page.get_by_text(re.compile(r"^Deletes 1 run: " + re.escape(E2E_IDS["broken"])))).to_be_visible()
             page.get_by_text("Delete for good", exact=True).click()
@@ -508,3 +508,79 @@ def test_an_anonymous_visitor_sent_from_upload_to_runs_is_told_why(chromium, loc
             _wait_done(page)
         finally:
             browser.close()
+
+
+JOURNEY_VIEWPORTS = [(1280, 800), (1920, 1080)]
+
+
+@pytest.mark.parametrize(("width", "height"), JOURNEY_VIEWPORTS, ids=lambda v: str(v))
+def test_a_new_user_journey_from_the_status_board_to_a_run_page(chromium, seeded_server, width, height):
+    """Status board → Runs → Compare → drift matrix (a cell clicked) → Machines → a run's page, on a team
+    database, with a screenshot of each page at a laptop's and a desktop's size."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect.set_options(timeout=TIMEOUT_MS)
+    size = f"{width}x{height}"
+
+    def shot(name: str) -> None:
+        _settle(page)
+        page.mouse.move(1, 1)  # no tooltip in the picture
+        page.screenshot(path=str(ARTIFACTS / f"e2e-journey-{name}-{size}.png"))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(TIMEOUT_MS)
+
+            # the first page: do all our machines agree? one summary line, then one row per machine
+            page.goto(f"{seeded_server}/")
+            expect(page.get_by_role("heading", name="Team status")).to_be_visible()
+            summary = page.get_by_text(re.compile(r"^5 machines: .*within tolerance.*environment only$"))
+            expect(summary).to_be_visible()
+            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            shot("1-status")
+
+            # the menu still has Runs
+            page.get_by_role("link", name="Runs").first.click()
+            expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            shot("2-runs")
+
+            # the laptop after its upgrade against the golden
+            page.goto(f"{seeded_server}/compare?baseline={E2E_IDS['golden']}&candidate={E2E_IDS['upgraded']}")
+            expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^worst: ≈ within tolerance$")).first).to_be_visible()
+            expect(page.get_by_text(re.compile("What was found in each case")).first).to_be_visible()
+            shot("3-compare")
+
+            # the drift matrix, grouped by machine; a click on a cell opens Compare for that pair
+            page.goto(f"{seeded_server}/matrix")
+            expect(page.get_by_role("heading", name="Drift matrix")).to_be_visible()
+            chart = page.locator("[data-testid='stPlotlyChart'] .main-svg").first
+            expect(chart).to_be_visible()
+            expect(page.locator("[data-testid='stPlotlyChart']").first).to_contain_text("max ULP")
+            shot("4-matrix")
+            cell = page.locator("[data-testid='stPlotlyChart'] .scatterlayer .point").nth(3)
+            cell.scroll_into_view_if_needed()
+            box = cell.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
+            expect(page).to_have_url(re.compile(r"/compare\?baseline=.+&candidate=.+"))
+
+            # the laptop's history: its torch upgrade is an environment change
+            page.goto(f"{seeded_server}/machines?machine=host-0001")
+            expect(page.get_by_role("heading", name="Environment changes")).to_be_visible()
+            expect(page.locator("[data-testid='stPlotlyChart'] .main-svg").first).to_be_visible()
+            expect(page.get_by_text("Each change with the drift before and after it, in full")).to_be_visible()
+            shot("5-machines")
+
+            # a run's page, as the run id links open it
+            page.goto(f"{seeded_server}/run?run={E2E_IDS['upgraded']}")
+            expect(page.get_by_role("heading", name="Fingerprint")).to_be_visible()
+            shot("6-run")
+        finally:
+            browser.close()
+    assert (ARTIFACTS / f"e2e-journey-1-status-{size}.png").stat().st_size > 10_000

@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from driftboard.core.audit import audit_json
-from driftboard.dashboard import charts, html_report, state, tables, ui
+from driftboard.dashboard import charts, details, html_report, state, tables, ui
 from driftboard.dashboard.format import fmt_time, markdown_text, plural, safe_text
 from driftboard.db.audit import audit_machine
 
@@ -60,7 +60,9 @@ if audit.events:
     st.caption("Numerics-relevant changes between consecutive runs, with the drift against the golden just "
                "before and just after each: the hardware-upgrade audit.")
     st.dataframe(tables.with_run_links(tables.audit_events_frame(audit), ("run before", "run after")),
-                 hide_index=True, key="machine_events", column_config=ui.run_links("run before", "run after"))
+                 hide_index=True, key="machine_events",
+                 column_config={**details.widths(tables.AUDIT_EVENT_WIDTHS), **ui.run_links("run before", "run after")})
+    details.in_full("Each change with the drift before and after it, in full", tables.audit_event_texts(audit))
     pairs = {f"{e.event.before_run_id} → {e.event.after_run_id}": e for e in audit.events}
     chosen = st.selectbox("Compare the runs around a change", list(pairs), key="machine_event_pick")
     event = pairs[chosen].event

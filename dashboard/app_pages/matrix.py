@@ -35,18 +35,23 @@ with state.guard():
         st.stop()
     filters = RunFilter(machine=machine.strip() or None, label=label.strip() or None, imported=False,
                         suite_version=base.suite_version)
-    runs = data.comparable_runs(store, base, filters, count)
+    runs = data.by_machine(data.comparable_runs(store, base, filters, count))
     if not runs:
         st.info("No other runs of this suite version and device class match: nothing to compare with the baseline.")
         st.stop()
-    key = tuple((r.run_id, r.bundle_digest, data.matrix_label(r)) for r in runs)
+    key = tuple((r.run_id, r.bundle_digest, data.matrix_label(r, machine=False)) for r in runs)
     matrix = state.matrix(store.url, base.run_id, base.bundle_digest, key, "default")
 
 st.caption(f"{len(matrix.run_ids)} newest runs of {markdown_text(base.suite_id, 80)} v{base.suite_version} on "
-           f"{base.device_class} against {markdown_text(data.run_name(base), 160)}. Each cell carries its verdict's "
-           "colour and icon; hover for the figures; click a cell, or box-select several, to open the comparison.")
+           f"{base.device_class} against {markdown_text(data.run_name(base), 160)}, grouped by machine (newest "
+           "first within each). Cells are shaded by their max ULP distance on a log scale (green: identical) and "
+           "carry their verdict's icon; cells without figures (missing, errors) keep their verdict's colour. Hover "
+           "for the figures; click a cell, or box-select several, to open the comparison.")
+machine_of = {r.run_id: data.machine_name(r) for r in runs}
 fig = charts.drift_matrix(matrix.run_labels, matrix.case_keys, matrix.verdicts, matrix.hovers,
-                          run_ids=matrix.run_ids, case_keys=matrix.case_keys)
+                          run_ids=matrix.run_ids, case_keys=matrix.case_keys,
+                          magnitude_grid=matrix.magnitudes or None,
+                          row_groups=[machine_of.get(r, "") for r in matrix.run_ids])
 # Streamlit selects on click only when the drag mode is not box/lasso select (it then sets clickmode to
 # "event+select"); so clicks select a cell, dragging zooms, and the modebar's box tool still selects several.
 fig.update_layout(dragmode="zoom")
