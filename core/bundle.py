@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,7 +32,7 @@ from driftboard.core.run import DTYPES, ArrayRef, ArraySource, CaseResult, Memor
 from driftboard.core.text import inert
 
 FORMAT = "driftboard-run"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cases of the team's own models (``cases[i].own``)
 MANIFEST = "manifest.json"
 ARRAY_PREFIX = "arrays/"
 SUFFIX = ".driftboard"
@@ -50,6 +50,7 @@ class Limits:
     json_depth: int = 32
     string_chars: int = 4 * 2**20  # a pasted collect_env report is kept whole
     cases: int = 4_096  # the suite has tens; a team's own models a few hundred
+    module_calls: int = 100_000  # module-call records over all own cases (capture writes at most 20,000)
     fingerprint_values: int = 10_000  # a real fingerprint has a few hundred
 
     @property
@@ -74,6 +75,10 @@ class Bundle:
     arrays: MemoryArrays
     digest: str  # sha256 of manifest.json: the identity of the run's content
     size: int
+    # sha256 -> the raw deflate stream (zlib wbits -15) of that array's entry, checked to inflate to exactly
+    # the array and to end there; only with ``read_bundle(..., streams=True)``. A store keeps these bytes
+    # as its compressed form instead of compressing the arrays a second time.
+    streams: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 # ---------------------------------------------------------------- writing
@@ -115,7 +120,14 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         "repeat_identical": case.repeat_identical,
         "seconds": case.seconds,
         "error": case.error,
+        "own": _own_json(case),
     }
+
+
+def _own_json(case: CaseResult) -> dict[str, Any] | None:
+    from driftboard.core.bundle_own import own_json
+
+    return own_json(case.own) if case.own is not None else None
 
 
 def bundle_bytes(run: Run, arrays: ArraySource) -> bytes:
@@ -181,8 +193,12 @@ def check_writable(path: str | Path, *, directory: bool = False) -> None:
 # ---------------------------------------------------------------- reading
 
 
-def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Bundle:
-    """Read and fully validate a bundle from a path, bytes or a binary file."""
+def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS, *,
+                streams: bool = False) -> Bundle:
+    """Read and fully validate a bundle from a path, bytes or a binary file.
+
+    ``streams``: also keep each deflated array entry's stream in ``Bundle.streams`` (for a store).
+    """
     data = read_bounded(source, limits)
     if not data.startswith(b"PK\x03\x04"):
         raise BundleError("file", "not a driftboard bundle (expected a zip archive holding manifest.json)")
@@ -196,8 +212,8 @@ def read_bundle(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_
         manifest_raw = _read_entry(zf, entries[MANIFEST], limits.manifest_bytes, MANIFEST)
         manifest = upgrade(parse_manifest(manifest_raw, limits))
         run = run_from_manifest(manifest, limits)
-        arrays = _read_arrays(zf, entries, run, limits)
-    return Bundle(run=run, arrays=arrays, digest=sha256_hex(manifest_raw), size=len(data))
+        arrays, kept = _read_arrays(zf, data, entries, run, limits, keep_streams=streams)
+    return Bundle(run=run, arrays=arrays, digest=sha256_hex(manifest_raw), size=len(data), streams=kept)
 
 
 def read_bounded(source: str | Path | bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -338,9 +354,19 @@ def _check_tree(value: Any, path: str, depth: int, limits: Limits) -> None:
         raise BundleError(path, f"expected a finite number, got {value}")
 
 
+def _upgrade_to_2(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had reference-suite cases only: each gets ``own: null``."""
+    cases = manifest.get("cases")
+    if isinstance(cases, list):
+        for case in cases:
+            if isinstance(case, dict):
+                case.setdefault("own", None)
+    return manifest
+
+
 # Ordered steps that bring an older manifest to the current schema_version;
 # ``_UPGRADES[n]`` turns version n into n + 1.
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2}
 
 
 def upgrade(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -419,7 +445,7 @@ def _array_ref(obj: Any, path: str, limits: Limits) -> ArrayRef:
     return ref
 
 
-def _case(obj: Any, path: str, limits: Limits) -> CaseResult:
+def _case(obj: Any, path: str, limits: Limits, budget: Any = None) -> CaseResult:
     if not isinstance(obj, dict):
         raise BundleError(path, f"expected an object, got {_kind(obj)}")
     output = obj.get("output")
@@ -444,6 +470,9 @@ def _case(obj: Any, path: str, limits: Limits) -> CaseResult:
     if seconds < 0:
         raise BundleError(f"{path}.seconds", f"expected a non-negative number, got {seconds}")
     error = _get(obj, "error", path, str, optional=True)
+    own = _own(obj, path, limits, budget)
+    if own is not None:
+        _check_own_case(own, out_ref, layers, time_axis, error, path)
     return CaseResult(
         case_id=_string(obj, "case_id", path, _NAME),
         device=_string(obj, "device", path, _NAME),
@@ -457,7 +486,41 @@ def _case(obj: Any, path: str, limits: Limits) -> CaseResult:
         repeat_identical=_get(obj, "repeat_identical", path, bool),
         seconds=seconds,
         error=error,
+        own=own,
     )
+
+
+def _check_own_case(own: Any, output: ArrayRef | None, layers: list[Any], time_axis: int | None, error: str | None,
+                    path: str) -> None:
+    """An own case keeps its tensors in ``own``; ``output`` repeats its first output when that is kept whole."""
+    if layers or time_axis is not None:
+        raise BundleError(path, "a case of the team's own models keeps its layers in own.modules, without time_axis")
+    if error is None and not own.outputs:
+        raise BundleError(f"{path}.own.outputs", "expected at least one output tensor (or an error)")
+    first = own.outputs[0].array if own.outputs else None
+    if output != first:
+        raise BundleError(f"{path}.output", "expected the array of own.outputs[0] (null when it is not kept whole)")
+
+
+def _own(obj: dict[str, Any], path: str, limits: Limits, budget: Any) -> Any:
+    if obj.get("own") is None:
+        if "own" not in obj:
+            raise BundleError(f"{path}.own", "missing")
+        return None
+    from driftboard.core.bundle_own import own_from_json
+
+    return own_from_json(obj["own"], f"{path}.own", limits, budget)
+
+
+MAX_TAGS = 64
+MAX_TAG_CHARS = 64
+
+
+def tags_problem(tags: list[Any] | tuple[Any, ...]) -> str | None:
+    """What is wrong with a run's tags, or None: capture checks them before it runs, the reader on every bundle."""
+    if len(tags) > MAX_TAGS or not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_CHARS for t in tags):
+        return f"expected at most {MAX_TAGS} non-empty strings of at most {MAX_TAG_CHARS} characters"
+    return None
 
 
 def run_from_manifest(manifest: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Run:
@@ -473,13 +536,17 @@ def run_from_manifest(manifest: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     if suite_version < 1:
         raise BundleError("run.suite.version", f"expected a positive integer, got {suite_version}")
     tags = _get(run, "tags", "run", list)
-    if len(tags) > 64 or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
-        raise BundleError("run.tags", "expected at most 64 non-empty strings of at most 64 characters")
+    problem = tags_problem(tags)
+    if problem:
+        raise BundleError("run.tags", problem)
     cases_json = _get(manifest, "cases", "manifest", list)
     if len(cases_json) > limits.cases:
         raise BundleTooLargeError("cases", f"{len(cases_json):,} cases, more than {limits.cases:,}")
     _count_values(_get(manifest, "fingerprint", "manifest", dict), limits.fingerprint_values, "fingerprint")
-    cases = tuple(_case(c, f"cases[{i}]", limits) for i, c in enumerate(cases_json))
+    from driftboard.core.bundle_own import Budget
+
+    budget = Budget(limits.module_calls)
+    cases = tuple(_case(c, f"cases[{i}]", limits, budget) for i, c in enumerate(cases_json))
     seen: set[tuple[str, str, str]] = set()
     for i, case in enumerate(cases):
         if case.key in seen:
@@ -503,56 +570,97 @@ def run_from_manifest(manifest: dict[str, Any], limits: Limits = DEFAULT_LIMITS)
     )
 
 
-def _read_arrays(zf: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], run: Run, limits: Limits) -> MemoryArrays:
+def _read_arrays(zf: zipfile.ZipFile, data: bytes, entries: dict[str, zipfile.ZipInfo], run: Run, limits: Limits,
+                 *, keep_streams: bool) -> tuple[MemoryArrays, dict[str, bytes]]:
     refs: dict[str, tuple[ArrayRef, str]] = {}
     for i, case in enumerate(run.cases):
-        names = ["output"] + [f"layers[{j}]" for j in range(len(case.layers))]
-        for name, ref in zip(names if case.output else names[1:], case.refs()):
+        for name, ref in case.named_refs():
             field = f"cases[{i}].{name}"
             known = refs.get(ref.sha256)
             if known and known[0].nbytes != ref.nbytes:
                 raise BundleIntegrityError(field, f"sha256 {ref.sha256[:12]} is declared with two sizes")
             refs.setdefault(ref.sha256, (ref, field))
-    arrays = MemoryArrays()
+    arrays, streams = MemoryArrays(), {}
     for sha, (ref, field) in refs.items():
         name = ARRAY_PREFIX + sha
         if name not in entries:
             raise BundleError(field, f"array {sha[:12]}… is missing from the archive")
-        data = _read_entry(zf, entries[name], ref.nbytes, field)
-        if len(data) != ref.nbytes:
+        raw, stream = _read_array_entry(zf, data, entries[name], ref.nbytes, field)
+        if len(raw) != ref.nbytes:
             raise BundleIntegrityError(
-                field, f"{len(data)} bytes do not match dtype {ref.dtype} and shape {list(ref.shape)} ({ref.nbytes} bytes)"
+                field, f"{len(raw)} bytes do not match dtype {ref.dtype} and shape {list(ref.shape)} ({ref.nbytes} bytes)"
             )
-        if hashlib.sha256(data).hexdigest() != sha:
+        if hashlib.sha256(raw).hexdigest() != sha:
             raise BundleIntegrityError(field, f"bytes do not match sha256 {sha[:12]}…")
-        arrays.blobs[sha] = data
+        arrays.blobs[sha] = raw
+        if keep_streams and stream is not None:
+            streams[sha] = bytes(stream)
     extra = {n for n in entries if n.startswith(ARRAY_PREFIX)} - {ARRAY_PREFIX + s for s in refs}
     if extra:
         raise BundleError(sorted(extra)[0], "array entry not referenced by any case")
-    return arrays
+    return arrays, streams
+
+
+def _read_array_entry(zf: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo, bound: int,
+                      field: str) -> tuple[bytes, memoryview | None]:
+    """An array entry's bytes, and its raw deflate stream when it has one.
+
+    A deflated entry is inflated here from its stream rather than by ``zipfile``, which stops at the
+    declared size: a stream must inflate to exactly the declared bytes and end there, with nothing after
+    it, so that whoever keeps the stream (the store) keeps exactly the array. Any other stream is refused.
+    """
+    if info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & _ENCRYPTED:
+        return _read_entry(zf, info, bound, field), None  # stored, or refused by zipfile (encrypted)
+    if info.file_size > bound:
+        raise BundleTooLargeError(field, f"{info.file_size} bytes exceeds the limit of {bound}")
+    stream = _entry_stream(data, info)
+    if stream is None:
+        raise BundleError(field, f"corrupt or truncated entry {info.filename} (its local header does not match)")
+    inflater = zlib.decompressobj(-15)
+    try:
+        raw = inflater.decompress(stream, info.file_size + 1)
+    except zlib.error as exc:
+        raise BundleError(field, f"corrupt or truncated entry ({exc})") from None
+    declared = info.file_size
+    problem = None
+    if len(raw) > declared:
+        problem = f"its deflate stream holds more than the {declared} bytes its header declares"
+    elif not inflater.eof:
+        problem = (f"its deflate stream is cut short ({len(raw)} of {declared} bytes)" if len(raw) < declared
+                   else f"its deflate stream does not end after its {declared} bytes")
+    elif inflater.unused_data:
+        problem = f"{len(inflater.unused_data)} bytes follow the end of its deflate stream"
+    elif len(raw) != declared:
+        problem = f"its deflate stream ends after {len(raw)} bytes, its header declares {declared}"
+    elif zlib.crc32(raw) != info.CRC:
+        problem = "CRC-32 does not match its header"
+    if problem is not None:
+        raise BundleIntegrityError(field, f"entry {info.filename[:len(ARRAY_PREFIX) + 12]}…: {problem}")
+    return raw, stream
 
 
 # ---------------------------------------------------------------- raw entries
 
+_ENCRYPTED = 0x1  # general purpose flag bit 0: never set in a bundle
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the 30 bytes of a zip local file header
 
-def deflate_streams(data: bytes) -> dict[str, bytes]:
-    """sha256 -> the raw deflate stream (zlib wbits -15) of each deflated array entry of a validated bundle.
 
-    A store can keep these bytes as they are instead of compressing the arrays a second time. The local
-    file header is read here because ``zipfile`` offers only the inflated bytes; an entry that is stored,
-    encrypted or whose header does not look right is left out (the caller compresses that array itself).
+def _entry_stream(data: bytes, info: zipfile.ZipInfo) -> memoryview | None:
+    """The compressed bytes of one entry, found through its local file header; None if that header is not right.
+
+    ``zipfile`` offers only the inflated bytes, so the local header is read here, and checked the way
+    ``zipfile`` checks it: its signature, and the same name as the central directory.
     """
-    streams: dict[str, bytes] = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for info in zf.infolist():
-            if not info.filename.startswith(ARRAY_PREFIX) or info.compress_type != zipfile.ZIP_DEFLATED:
-                continue
-            if info.flag_bits & 0x1:  # encrypted: never ours
-                continue
-            header = data[info.header_offset:info.header_offset + 30]
-            if len(header) < 30 or header[:4] != b"PK\x03\x04":
-                continue
-            name_len, extra_len = struct.unpack("<HH", header[26:30])
-            start = info.header_offset + 30 + name_len + extra_len
-            streams[info.filename[len(ARRAY_PREFIX):]] = data[start:start + info.compress_size]
-    return streams
+    start = info.header_offset
+    if start < 0 or start + _LOCAL_HEADER.size > len(data):
+        return None
+    fields = _LOCAL_HEADER.unpack_from(data, start)
+    signature, method, name_len, extra_len = fields[0], fields[4], fields[10], fields[11]
+    name_start = start + _LOCAL_HEADER.size
+    name = data[name_start:name_start + name_len]
+    if signature != b"PK\x03\x04" or method != zipfile.ZIP_DEFLATED or name != info.filename.encode("ascii"):
+        return None
+    begin = name_start + name_len + extra_len
+    if begin + info.compress_size > len(data):
+        return None
+    return memoryview(data)[begin:begin + info.compress_size]

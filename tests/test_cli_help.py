@@ -75,3 +75,12 @@ def _command(path: tuple[str, ...]) -> click.Command:
     for name in path:
         command = command.get_command(click.Context(command), name)  # type: ignore[attr-defined]
     return command
+
+
+@pytest.mark.parametrize("command", ["capture", "import-env"])
+def test_a_tag_the_bundle_reader_would_refuse_is_refused_before_any_work(command: str) -> None:
+    long_tag = "x" * 65
+    args = ["--tag", long_tag] + (["-o", "/nonexistent/never.driftboard"] if command == "capture" else ["-"])
+    result = CliRunner().invoke(cli, [command, *args])
+    assert result.exit_code == 2
+    assert "Invalid value for '--tag': expected at most 64 non-empty strings of at most 64 characters" in result.output
