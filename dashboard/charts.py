@@ -11,13 +11,17 @@ nor torch. Every builder:
   alone: verdicts also carry their word and icon (``dashboard.format``);
 - treats every label it is given as plain text (escaped: Plotly would read
   ``<b>`` or ``<a href>`` in a label as markup);
-- answers empty input with an annotated figure that says why it is empty.
+- answers empty input with an annotated figure that says why it is empty;
+- draws a bounded number of points whatever the array size: element charts
+  are drawn from a small summary (``dashboard.element_data``: histogram
+  counts, a sample of at most ``POINT_CAP`` points, a grid of at most
+  ``HEATMAP_MAX`` block maxima) computed a chunk at a time.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,9 +30,21 @@ import numpy as np
 import plotly.graph_objects as go
 
 from driftboard.core.compare.metrics import LayerDivergence
-from driftboard.core.compare.ulp import NAN_DISTANCE, ulp_distance
 from driftboard.core.compare.verdict import Verdict
-from driftboard.core.run import ArraySource, CaseResult, to_float64
+from driftboard.core.run import ArraySource, CaseResult
+from driftboard.dashboard.decode_budget import DecodeBudget, DecodeBudgetExceeded
+from driftboard.dashboard.element_data import (  # HEATMAP_MAX: re-exported, readers know it as charts.HEATMAP_MAX
+    HEATMAP_MAX,  # noqa: F401
+    POINT_CAP,
+    ElementCharts,
+    ElementRequest,
+    HeatmapGrid,
+    ScatterSample,
+    UlpBins,
+    heatmap_grid,
+    scatter_sample,
+    ulp_bins,
+)
 from driftboard.dashboard.format import (
     MISSING,
     VERDICT_STYLES,
@@ -60,7 +76,7 @@ GRID = "rgba(128, 128, 128, 0.25)"
 ZERO_LINE = "rgba(128, 128, 128, 0.55)"
 DIVERGING = "RdBu_r"  # blue below zero, red above; red-blue stays distinct for colour-blind readers
 
-HEATMAP_MAX = (240, 480)  # rows, columns drawn before blocks are reduced to their largest |difference|
+Summarise = Callable[[ElementRequest], ElementCharts]  # ElementRequest.compute, or a cache in front of it
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -114,14 +130,6 @@ def _hover(text: Any) -> str:
     return "<br>".join(plotly_text(line, 200) for line in lines)
 
 
-def _values(array: np.ndarray, dtype: str | None) -> np.ndarray:
-    """float64 values of a stored array (``dtype`` given: bfloat16 bits decoded) or of plain numbers."""
-    array = np.asarray(array)
-    if dtype is not None:
-        return to_float64(array, dtype)
-    return array.astype(np.float64)
-
-
 def _spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
     positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
     return len(positive) > 1 and math.log10(max(positive) / min(positive)) >= decades
@@ -144,48 +152,23 @@ def _pow2(k: int) -> str:
 # ---------------------------------------------------------------- ULP histogram
 
 
-def _bit_length(values: np.ndarray) -> np.ndarray:
-    """Exact bit length of non-negative uint64 values (0 -> 0), vectorised."""
-    x = values.astype(np.uint64, copy=True)
-    out = np.zeros(x.shape, dtype=np.int64)
-    for shift in (32, 16, 8, 4, 2, 1):
-        big = x >= np.uint64(1 << shift)
-        out[big] += shift
-        x[big] >>= np.uint64(shift)
-    out[x > 0] += 1
-    return out
-
-
 def ulp_histogram(
-    distances: np.ndarray, title: str = "ULP distance per element", dtype: str | None = None
+    distances: np.ndarray | UlpBins, title: str = "ULP distance per element", dtype: str | None = None
 ) -> go.Figure:
     """Elements per ULP distance, in power-of-two bins, counts on a log scale.
 
     Bins: ``0`` (bitwise equal or ±0), then ``1``, ``2–3``, ``4–7``, … up to the
     largest distance, and a separate ``NaN vs number`` bar for core.compare's NaN
     marker (``NAN_DISTANCE[dtype]``; without ``dtype``, any float format's marker).
-    Float input may use NaN for that marker.
+    Float input may use NaN for that marker. ``distances`` may also be the
+    ``UlpBins`` already counted (``element_data.ulp_bins_of``): at most 66 bars either way.
     """
-    d = np.asarray(distances).reshape(-1)
-    if d.size == 0:
+    bins = distances if isinstance(distances, UlpBins) else ulp_bins(distances, dtype)
+    if bins.n == 0:
         return empty_figure(title, "No elements to compare: the output is empty.")
-    if d.dtype.kind == "f":
-        nan = ~np.isfinite(d)
-        d = np.where(nan, 0, d).astype(np.uint64)
-    else:
-        d = d.astype(np.uint64)
-        if dtype is None:  # unknown format: any float format's marker (no real distance equals one)
-            nan = np.isin(d, np.array(sorted(NAN_DISTANCE.values()), dtype=np.uint64))
-        elif dtype in NAN_DISTANCE:
-            nan = d >= np.uint64(NAN_DISTANCE[dtype])
-        else:  # integers and bool: |a - b|, no NaN
-            nan = np.zeros(d.shape, dtype=bool)
-    n_nan = int(np.count_nonzero(nan))
-    finite = d[~nan]
-    bins = np.bincount(_bit_length(finite), minlength=1) if finite.size else np.zeros(1, dtype=np.int64)
-    n = d.size
+    n, n_nan = bins.n, bins.nan
     labels, counts, colours, hovers = [], [], [], []
-    for k, count in enumerate(bins):
+    for k, count in enumerate(bins.counts):
         if k == 0:
             label, span = "0", "0 ULP (equal values)"
         elif k == 1:
@@ -207,8 +190,8 @@ def ulp_histogram(
         x=labels, y=counts, marker_color=colours, hovertext=hovers,
         hovertemplate="%{hovertext}<extra></extra>", name="elements",
     ))
-    changed = n - int(bins[0])
-    top = fmt_ulp(int(finite.max()), dtype) if finite.size else MISSING
+    changed = n - int(bins.counts[0])
+    top = fmt_ulp(bins.top, dtype) if bins.top is not None else MISSING
     subtitle = f"{fmt_count(changed, n)} elements differ; max {top} ULP"
     if n_nan:
         subtitle += f"; {n_nan:,} NaN vs number"
@@ -220,19 +203,9 @@ def ulp_histogram(
 # ---------------------------------------------------------------- scatter
 
 
-def _sample(changed_order: np.ndarray, candidates: np.ndarray, max_points: int) -> np.ndarray:
-    """Deterministic subsample: the largest differences first (a tenth of the budget), then an even stride."""
-    if candidates.size <= max_points:
-        return candidates
-    keep_top = changed_order[: max(1, max_points // 10)]
-    rest = np.setdiff1d(candidates, keep_top, assume_unique=True)
-    stride = rest[np.linspace(0, rest.size - 1, max_points - keep_top.size).astype(np.int64)]
-    return np.union1d(keep_top, stride)
-
-
 def scatter_baseline_vs_candidate(
-    baseline: np.ndarray,
-    candidate: np.ndarray,
+    baseline: np.ndarray | ScatterSample,
+    candidate: np.ndarray | None = None,
     max_points: int = 5000,
     dtype: str | None = None,
     title: str = "Baseline vs candidate values",
@@ -240,56 +213,57 @@ def scatter_baseline_vs_candidate(
     """Each element as a point (baseline value, candidate value) with the ``y = x`` line of no change.
 
     Changed and unchanged elements are separate traces (colour and legend
-    words). Arrays above ``max_points`` elements are subsampled
-    deterministically: the largest differences, then an even stride. ``dtype``
-    says the arrays are stored raw (bfloat16 bits) and adds ULPs to the hover.
+    words). Arrays above ``max_points`` elements (capped at ``POINT_CAP``) are
+    subsampled deterministically: the largest differences, then an even
+    stride. ``dtype`` says the arrays are stored raw (bfloat16 bits) and adds
+    ULPs to the hover. ``baseline`` may also be a ``ScatterSample`` already taken.
     """
-    a = np.asarray(baseline)
-    b = np.asarray(candidate)
-    if a.shape != b.shape:
-        return empty_figure(title, f"Shapes differ ({fmt_shape(a.shape)} vs {fmt_shape(b.shape)}): "
-                                   "elements cannot be paired.")
-    if a.size == 0:
+    if isinstance(baseline, ScatterSample):
+        sample = baseline
+    else:
+        a, b = np.asarray(baseline), np.asarray(candidate)
+        if a.shape != b.shape:
+            return empty_figure(title, f"Shapes differ ({fmt_shape(a.shape)} vs {fmt_shape(b.shape)}): "
+                                       "elements cannot be paired.")
+        sample = scatter_sample(a, b, max_points, dtype)
+    if sample.size == 0:
         return empty_figure(title, "No elements to compare: the output is empty.")
-    fa = _values(a, dtype).reshape(-1)
-    fb = _values(b, dtype).reshape(-1)
-    finite = np.isfinite(fa) & np.isfinite(fb)
-    idx = np.flatnonzero(finite)
-    if idx.size == 0:
-        return empty_figure(title, f"All {a.size:,} elements are NaN or infinite on one side: nothing to plot.")
-    diff = np.abs(fb - fa)
-    changed_idx = idx[diff[idx] != 0]
-    order = changed_idx[np.argsort(-diff[changed_idx], kind="stable")]
-    shown = _sample(order, idx, max_points)
-    ulps = ulp_distance(a, b, dtype).reshape(-1) if dtype is not None else None
-    index_text = _index_text(shown, a.shape)
+    if sample.finite == 0:
+        return empty_figure(title, f"All {sample.size:,} elements are NaN or infinite on one side: nothing to plot.")
+    return _scatter_figure(sample, dtype, title)
+
+
+def _scatter_figure(sample: ScatterSample, dtype: str | None, title: str) -> go.Figure:
+    shown = sample.index
+    diff = np.abs(sample.y - sample.x)
+    index_text = _index_text(shown, sample.shape)
     fig = go.Figure()
     for name, colour, size, mask in (
-        ("unchanged", SKY, 5, diff[shown] == 0),
-        ("changed", VERMILLION, 6, diff[shown] != 0),
+        ("unchanged", SKY, 5, diff == 0),
+        ("changed", VERMILLION, 6, diff != 0),
     ):
-        pick = shown[mask]
+        pick = np.flatnonzero(mask)
         if not pick.size:
             continue
-        texts = [index_text[i] for i in np.flatnonzero(mask)]
-        ulp_col = [fmt_ulp(int(u), dtype) for u in ulps[pick]] if ulps is not None else [MISSING] * pick.size
+        texts = [index_text[i] for i in pick]
+        ulp_col = ([fmt_ulp(int(u), dtype) for u in sample.ulps[pick]] if sample.ulps is not None
+                   else [MISSING] * pick.size)
         custom = np.column_stack([texts, [fmt_abs(float(v)) for v in diff[pick]], ulp_col])
         fig.add_trace(go.Scatter(
-            x=fa[pick], y=fb[pick], mode="markers", name=f"{name} ({pick.size:,} shown)",
+            x=sample.x[pick], y=sample.y[pick], mode="markers", name=f"{name} ({pick.size:,} shown)",
             marker={"color": colour, "size": size, "opacity": 0.75},
             customdata=custom,
             hovertemplate="element %{customdata[0]}<br>baseline %{x:.9g}<br>candidate %{y:.9g}"
                           "<br>abs error %{customdata[1]}<br>ULP distance %{customdata[2]}<extra></extra>",
         ))
-    lo = float(min(fa[idx].min(), fb[idx].min()))
-    hi = float(max(fa[idx].max(), fb[idx].max()))
     fig.add_trace(go.Scatter(
-        x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (no change)",
+        x=[sample.lo, sample.hi], y=[sample.lo, sample.hi], mode="lines", name="y = x (no change)",
         line={"color": GREY, "dash": "dash", "width": 1}, hoverinfo="skip",
     ))
-    sampled = f"{shown.size:,} shown" + (" (largest differences + even sample)" if shown.size < idx.size else "")
-    dropped = a.size - idx.size
-    subtitle = f"{fmt_count(changed_idx.size, idx.size)} changed; {sampled}" + (
+    sampled = f"{shown.size:,} shown" + (" (largest differences + even sample)" if shown.size < sample.finite
+                                         else "")
+    dropped = sample.size - sample.finite
+    subtitle = f"{fmt_count(sample.changed, sample.finite)} changed; {sampled}" + (
         f"; {dropped:,} NaN/Inf left out" if dropped else "")
     return _styled(fig, title, "baseline value", "candidate value", subtitle, height=460,
                    yaxis={"scaleanchor": "x", "scaleratio": 1})
@@ -346,36 +320,35 @@ def reduce_blocks(values: np.ndarray, max_rows: int, max_cols: int) -> tuple[np.
 
 
 def difference_heatmap(
-    baseline: np.ndarray,
-    candidate: np.ndarray,
+    baseline: np.ndarray | HeatmapGrid,
+    candidate: np.ndarray | None = None,
     dtype: str | None = None,
     time_axis: int | None = None,
     title: str = "Difference (candidate − baseline)",
+    shape: tuple[int, ...] | None = None,
 ) -> go.Figure:
     """Signed difference per element on a diverging colour scale centred at 0.
 
     Outputs with more than two dimensions are viewed as timesteps × the rest
     (when ``time_axis`` is given) or leading dims flattened × the last dim; big
     grids are reduced to blocks keeping their largest difference. NaN/Inf
-    mismatches are left blank (and counted in the subtitle).
+    mismatches are left blank (and counted in the subtitle). ``baseline`` may
+    also be a ``HeatmapGrid`` already reduced (``shape``: the output's shape).
     """
-    a = np.asarray(baseline)
-    b = np.asarray(candidate)
-    if a.shape != b.shape:
-        return empty_figure(title, f"Shapes differ ({fmt_shape(a.shape)} vs {fmt_shape(b.shape)}): "
-                                   "no element-wise difference.")
-    fa, fb = _values(a, dtype), _values(b, dtype)
-    with np.errstate(invalid="ignore"):
-        diff = fb - fa
-    same_nonfinite = ~np.isfinite(fa) & (fa == fb) | (np.isnan(fa) & np.isnan(fb))
-    diff[same_nonfinite] = 0.0
-    mismatch = ~np.isfinite(diff)
-    diff[mismatch] = np.nan
-    grid = as_2d(diff, time_axis)
+    if isinstance(baseline, HeatmapGrid):
+        grid: HeatmapGrid | None = baseline
+        shape = shape or baseline.grid_shape
+    else:
+        a, b = np.asarray(baseline), np.asarray(candidate)
+        if a.shape != b.shape:
+            return empty_figure(title, f"Shapes differ ({fmt_shape(a.shape)} vs {fmt_shape(b.shape)}): "
+                                       "no element-wise difference.")
+        shape = a.shape
+        grid = heatmap_grid(a, b, dtype, time_axis)
     if grid is None:
-        return empty_figure(title, f"The output is {fmt_shape(a.shape)}: a heatmap needs two dimensions "
+        return empty_figure(title, f"The output is {fmt_shape(shape)}: a heatmap needs two dimensions "
                                    "of more than one element; see the histogram and scatter.")
-    z, block = reduce_blocks(grid.values, *HEATMAP_MAX)
+    z, block = grid.z, grid.block
     biggest = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0
     fig = go.Figure(go.Heatmap(
         z=z, colorscale=DIVERGING, zmid=0.0,
@@ -385,12 +358,12 @@ def difference_heatmap(
                        "<extra></extra>"),
         hoverongaps=True,
     ))
-    parts = [f"{fmt_shape(a.shape)} shown as {grid.values.shape[0]:,} × {grid.values.shape[1]:,}"]
+    parts = [f"{fmt_shape(shape)} shown as {grid.grid_shape[0]:,} × {grid.grid_shape[1]:,}"]
     if block != (1, 1):
         parts.append(f"each cell the largest |difference| of {block[0]}×{block[1]} elements")
     parts.append(f"max |difference| {fmt_abs(biggest)}" if biggest else "no differences")
-    if mismatch.any():
-        parts.append(f"{int(mismatch.sum()):,} NaN/Inf mismatches left blank")
+    if grid.mismatches:
+        parts.append(f"{grid.mismatches:,} NaN/Inf mismatches left blank")
     unit = "" if block == (1, 1) else " (blocks)"
     return _styled(fig, title, grid.columns + unit, grid.rows + unit, "; ".join(parts), height=440,
                    xaxis={"showgrid": False}, yaxis={"autorange": "reversed", "showgrid": False})
@@ -403,16 +376,23 @@ def timestep_error(
     per_timestep_max_abs: Sequence[float | None],
     title: str = "Largest absolute error at each timestep",
     time_axis: int | None = None,
+    group: int = 1,
 ) -> go.Figure:
     """Max absolute error at each timestep; log y when the errors span orders of magnitude.
 
     The first timestep with a non-zero error is marked: in an LSTM, drift that
-    starts early and grows is accumulated through the recurrence.
+    starts early and grows is accumulated through the recurrence. ``group``:
+    timesteps per value (``Metrics.timestep_group``), each drawn at its first timestep.
     """
     values = [None if v is None or not math.isfinite(float(v)) else float(v) for v in per_timestep_max_abs]
     if not values:
         return empty_figure(title, "This case has no time axis, so there is no error per timestep.")
-    steps = list(range(len(values)))
+    if len(values) > POINT_CAP:  # fold consecutive values (their maximum) so at most POINT_CAP points are drawn
+        fold = math.ceil(len(values) / POINT_CAP)
+        values = [max((v for v in values[i : i + fold] if v is not None), default=None)
+                  for i in range(0, len(values), fold)]
+        group *= fold
+    steps = list(range(0, len(values) * group, group))
     y = [np.nan if v is None else v for v in values]
     log = _spans_decades(values)
     zeros = sum(1 for v in values if v == 0)
@@ -421,14 +401,15 @@ def timestep_error(
         line={"color": VERMILLION}, marker={"size": 6},
         hovertemplate="timestep %{x}<br>max abs error %{y:.3g}<extra></extra>",
     ))
-    first = next((i for i, v in enumerate(values) if v), None)
+    first = next((steps[i] for i, v in enumerate(values) if v), None)
     shapes, notes = [], []
     if first is not None:
         shapes.append({"type": "line", "x0": first, "x1": first, "y0": 0, "y1": 1, "xref": "x", "yref": "paper",
                        "line": {"color": GREY, "dash": "dot", "width": 1}})
-        notes.append({"x": first, "y": 1.0, "xref": "x", "yref": "paper", "text": f"first difference at t={first}",
+        at = f"{first}" if group == 1 else f"{first}–{first + group - 1}"
+        notes.append({"x": first, "y": 1.0, "xref": "x", "yref": "paper", "text": f"first difference at t={at}",
                       "showarrow": False, "xanchor": "left", "yanchor": "bottom", "xshift": 4})
-    parts = [f"{len(values)} timesteps"]
+    parts = [f"{len(values)} timesteps" if group == 1 else f"{len(values):,} groups of {group:,} timesteps"]
     if first is None:
         parts.append("identical at every timestep")
     else:
@@ -513,8 +494,16 @@ def drift_matrix(
     run_ids: Sequence[str] | None = None,
     case_keys: Sequence[str] | None = None,
     title: str = "Drift against the baseline: runs × cases",
+    magnitude_grid: Sequence[Sequence[float | None]] | None = None,
+    row_groups: Sequence[str] | None = None,
 ) -> go.Figure:
     """Runs (rows) × cases (columns), each cell coloured by its verdict; the colour bar lists verdict words.
+
+    ``magnitude_grid[r][c]`` (max ULP distance, None where there is no figure)
+    shades the cells that have one on a log scale of ULPs, over the verdict
+    colours, so "1 ULP" and "a million ULP" no longer look alike; ``row_groups``
+    names each row's machine: rows of one machine are drawn together under its
+    name with a rule between machines.
 
     ``verdict_grid[r][c]`` is the verdict of run r on case c (None: no result);
     ``hover_grid`` the figures shown on hover (plain text, newlines allowed).
@@ -539,6 +528,8 @@ def drift_matrix(
     z = np.array([[np.nan if v is None else slot[v] for v in row] for row in verdicts], dtype=float)
     run_text = [plotly_text(r, 60) for r in run_labels]
     case_text = [plotly_text(c, 60) for c in case_labels]
+    heads = run_text if row_groups is None else [f"{plotly_text(g, 40)} · {t}" for g, t in zip(row_groups, run_text,
+                                                                                              strict=True)]
     hover = np.empty((n_runs, n_cases), dtype=object)
     icons = np.empty((n_runs, n_cases), dtype=object)
     fills = np.empty((n_runs, n_cases), dtype=object)
@@ -547,7 +538,7 @@ def drift_matrix(
         for c in range(n_cases):
             style = verdict_style(verdicts[r][c])
             figures = hover_grid[r][c] if hover_grid is not None else None
-            hover[r, c] = (f"<b>{run_text[r]}</b><br>{case_text[c]}<br>{style.label}"
+            hover[r, c] = (f"<b>{heads[r]}</b><br>{case_text[c]}<br>{style.label}"
                            + (f"<br>{_hover(figures)}" if figures else ""))
             icons[r, c] = style.icon
             fills[r, c], inks[r, c] = style.colour, style.text_colour
@@ -579,21 +570,72 @@ def drift_matrix(
         hoverlabel={"bgcolor": fills.reshape(-1), "font": {"color": inks.reshape(-1)}},
         hovertemplate="%{hovertext}<extra></extra>", showlegend=False,
     )
-    fig = go.Figure([heat, picker])
+    traces: list[Any] = [heat]
+    if magnitude_grid is not None:
+        traces.append(_magnitude_heat(magnitude_grid, n_runs, n_cases, custom,
+                                      icons if n_runs * n_cases <= 1200 else None))
+    fig = go.Figure([*traces, picker])
     row_px = min(24.0, max(6.0, 720 / n_runs))  # rows readable when few, the whole matrix on screen when many
-    plot_px = max(min(1100, n_runs * row_px), 26 * max(len(present), 1) + 20)
+    plot_px = max(min(1100, n_runs * row_px), 26 * max(len(present), 1) + 20 + (230 if magnitude_grid else 0))
     stride = max(1, math.ceil(n_runs * 14 / plot_px))  # a run label every 14 px at most
+    ticks = list(range(0, n_runs, stride))
+    tick_text = run_text[::stride]
+    shapes: list[dict[str, Any]] = []
+    if row_groups is not None:
+        ticks, tick_text, shapes = _machine_rows(list(row_groups), run_text, stride, n_cases)
+    what = "max ULP shades the cells; " if magnitude_grid is not None else ""
     return _styled(
-        fig, title, "case", "run",
-        f"{n_runs:,} runs × {n_cases} cases; hover a cell for its figures, click or box-select cells to compare",
+        fig, title, "case", "machine · run" if row_groups is not None else "run",
+        f"{n_runs:,} runs × {n_cases} cases; {what}hover a cell for its figures, click or box-select cells to compare",
         height=int(plot_px + 230),
         xaxis={"tickmode": "array", "tickvals": list(range(n_cases)), "ticktext": case_text, "tickangle": -40,
                "showgrid": False, "zeroline": False, "range": [-0.5, n_cases - 0.5]},
-        yaxis={"tickmode": "array", "tickvals": list(range(0, n_runs, stride)), "ticktext": run_text[::stride],
+        yaxis={"tickmode": "array", "tickvals": ticks, "ticktext": tick_text,
                "autorange": "reversed", "showgrid": False, "zeroline": False},
-        meta={"run_ids": run_ids, "case_keys": case_keys}, dragmode="select",
+        meta={"run_ids": run_ids, "case_keys": case_keys}, dragmode="select", shapes=shapes,
         margin={"l": 160, "r": 30, "t": 80, "b": 150},
     )
+
+
+# Okabe-Ito green (identical) through yellow to vermillion (far): the shade says how far, the icon says what.
+_MAGNITUDE_SCALE = [[0.0, GREEN], [0.3, "#F0E442"], [0.6, ORANGE], [1.0, VERMILLION]]
+
+
+def _magnitude_heat(grid: Sequence[Sequence[float | None]], n_runs: int, n_cases: int, custom: np.ndarray,
+                    icons: np.ndarray | None) -> go.Heatmap:
+    """Cells with a figure, shaded by log10(1 + max ULP); cells without one stay in their verdict colour."""
+    if len(grid) != n_runs or any(len(row) != n_cases for row in grid):
+        raise ValueError(f"magnitude_grid must be {n_runs} rows × {n_cases} columns")
+    z = np.array([[np.nan if v is None else math.log10(1.0 + max(float(v), 0.0)) for v in row] for row in grid],
+                 dtype=float)
+    top = max(1.0, math.ceil(float(np.nanmax(z))) if np.isfinite(z).any() else 1.0)
+    decades = list(range(int(top) + 1))
+    heat = go.Heatmap(
+        z=z, x=list(range(n_cases)), y=list(range(n_runs)), zmin=0.0, zmax=top, colorscale=_MAGNITUDE_SCALE,
+        xgap=1, ygap=1, customdata=custom, hoverinfo="skip", name="max ULP",
+        colorbar={"title": {"text": "max ULP"}, "tickmode": "array",
+                  "tickvals": [0.0, *(math.log10(1 + 10 ** d) for d in decades)],
+                  "ticktext": ["0", *(_pow10(d) for d in decades)],
+                  "lenmode": "pixels", "len": 200, "y": 0.0, "yanchor": "bottom"},  # below the verdict bar
+    )
+    if icons is not None:
+        heat.update(text=icons, texttemplate="%{text}", textfont={"size": 11})
+    return heat
+
+
+def _pow10(d: int) -> str:
+    return f"{10 ** d:,}" if d < 4 else f"1e{d}"
+
+
+def _machine_rows(groups: list[str], run_text: list[str], stride: int, n_cases: int
+                  ) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+    """Tick labels that name each machine once, at its first row (in bold), and rules between machines."""
+    starts = [r for r in range(len(groups)) if r == 0 or groups[r] != groups[r - 1]]
+    ticks = sorted(set(starts) | set(range(0, len(groups), stride)))
+    text = [f"<b>{plotly_text(groups[r], 40)}</b> · {run_text[r]}" if r in starts else run_text[r] for r in ticks]
+    rules = [{"type": "line", "xref": "x", "yref": "y", "x0": -0.5, "x1": n_cases - 0.5, "y0": r - 0.5,
+              "y1": r - 0.5, "line": {"color": ZERO_LINE, "width": 2}} for r in starts[1:]]
+    return ticks, text, rules
 
 
 def _discrete_scale(colours: Sequence[str]) -> list[list[Any]]:
@@ -641,6 +683,10 @@ _METRIC_TITLES = {
 }
 
 
+ZERO_ULP_AT = 0.5  # where a log ULP axis draws 0 ULP (identical): a band below 1 ULP, labelled "0 (identical)"
+MERGE_WITHIN = 0.08  # environment changes closer than this share of the time span share one label
+
+
 def machine_timeline(
     points: Sequence[TimelinePoint],
     events: Sequence[TimelineEvent] = (),
@@ -648,11 +694,15 @@ def machine_timeline(
     title: str = "Machine history against the golden",
 ) -> go.Figure:
     """A machine's runs over time (y: drifted cases, failing cases or worst ULP) with environment
-    changes as labelled vertical markers, one per event (both from ``core.audit``)."""
+    changes as vertical markers, one per event (both from ``core.audit``).
+
+    Every run is drawn: on a log ULP axis, 0 ULP (identical, the good news) sits on its own band below
+    1 ULP. The variants of one settings sweep stand at one time (``TimelinePoint.x_at``). Labels of close
+    changes are merged into one ("3 environment changes") and staggered; the full text is in the hover."""
     if not points:
         return empty_figure(title, "No runs of this machine yet: capture and push one to start its history.")
     ordered = sorted(points, key=lambda p: (parse_time(p.captured_at) or parse_time("1970-01-01"), p.run_id))
-    xs = [_x_time(p.captured_at) for p in ordered]
+    xs = [_x_time(p.x_at) for p in ordered]
     values: list[float | None] = []
     for p in ordered:
         if p.is_golden:
@@ -666,6 +716,8 @@ def machine_timeline(
         style = verdict_style(p.worst if not p.is_golden else Verdict.IDENTICAL)
         head = f"<b>{plotly_text(p.label or p.run_id, 60)}</b>" + (" (golden)" if p.is_golden else "")
         lines = [head, plotly_text(p.run_id, 60), fmt_time(p.captured_at)]
+        if p.variant != "default":
+            lines.append(f"settings variant {plotly_text(p.variant, 40)}")
         if p.is_golden:
             lines.append("the golden baseline itself")
         elif p.worst is None:
@@ -675,30 +727,20 @@ def machine_timeline(
                       f"{p.failing} beyond tolerance / missing / failed", f"max ULP {fmt_ulp(p.ulp_max)}"]
         hovers.append("<br>".join(lines))
         colours.append(style.colour if (p.worst is not None or p.is_golden) else GREY)
-        symbols.append("star" if p.is_golden else "circle")
+        symbols.append("star" if p.is_golden else ("diamond" if p.variant != "default" else "circle"))
+    finite = [v for v in values if v is not None]
+    log = y == "ulp_max" and (_spans_decades([float(v) for v in finite]) or (0 in finite and max(finite, default=0) > 1))
+    drawn = [np.nan if v is None else (ZERO_ULP_AT if log and v <= 0 else v) for v in values]
     fig = go.Figure(go.Scatter(
-        x=xs, y=[np.nan if v is None else v for v in values], mode="lines+markers", name="runs",
+        x=xs, y=drawn, mode="lines+markers", name="runs",
         line={"color": GREY, "width": 1}, connectgaps=True,
         marker={"color": colours, "size": 11, "symbol": symbols, "line": {"width": 1, "color": GREY}},
         hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>",
         customdata=[p.run_id for p in ordered],
     ))
-    finite = [v for v in values if v is not None]
     top = max(finite) if finite else 1
     marker_y = (top if top > 0 else 1) * (1.6 if y == "ulp_max" else 1.08) if finite else 1
-    shapes, notes = [], []
-    times = [t for t in (parse_time(p.captured_at) for p in ordered) if t is not None]
-    late = times[0] + (times[-1] - times[0]) * 0.75 if times else None
-    for i, event in enumerate(events):
-        x = _x_time(event.at)
-        when = parse_time(event.at)
-        right = late is not None and when is not None and when > late  # a label near the right edge runs inwards
-        shapes.append({"type": "line", "x0": x, "x1": x, "y0": 0, "y1": 1, "xref": "x", "yref": "paper",
-                       "line": {"color": ORANGE, "width": 2, "dash": "dash"}})
-        notes.append({"x": x, "y": 1.0 + 0.07 * (i % 3), "xref": "x", "yref": "paper",
-                      "text": plotly_text(event.label, 70), "showarrow": False,
-                      "xanchor": "right" if right else "left", "xshift": -3 if right else 3,
-                      "yanchor": "bottom", "bgcolor": "rgba(128,128,128,0.12)"})
+    shapes, notes = _event_marks(events, ordered)
     if events:
         fig.add_trace(go.Scatter(
             x=[_x_time(e.at) for e in events], y=[marker_y] * len(events), mode="markers",
@@ -706,12 +748,52 @@ def machine_timeline(
             hovertext=[_event_hover(e) for e in events], hovertemplate="%{hovertext}<extra></extra>",
             customdata=[[e.before_run_id, e.after_run_id] for e in events],
         ))
-    log = y == "ulp_max" and _spans_decades([float(v) for v in finite if v is not None])
     subtitle = f"{len(ordered)} runs, {len(events)} environment change{'s' if len(events) != 1 else ''}"
+    yaxis: dict[str, Any] = {"rangemode": "tozero"}
+    if log:
+        decades = range(0, max(1, math.ceil(math.log10(max(top, 1)))) + 1)
+        yaxis = {"type": "log", "tickmode": "array", "tickvals": [ZERO_ULP_AT, *(10 ** d for d in decades)],
+                 "ticktext": ["0 (identical)", *(_decade(d) for d in decades)],
+                 "range": [math.log10(ZERO_ULP_AT) - 0.15, math.log10(marker_y) + 0.1]}
     return _styled(fig, title, "captured (UTC)", _METRIC_TITLES[y] + (" (log scale)" if log else ""), subtitle,
                    height=440, shapes=shapes, annotations=notes,
-                   margin={"l": 70, "r": 30, "t": 80 + 22 * min(len(events), 3), "b": 100},
-                   yaxis={"type": "log"} if log else {"rangemode": "tozero"})
+                   margin={"l": 90, "r": 30, "t": 80 + 22 * min(len(notes), 3), "b": 100}, yaxis=yaxis)
+
+
+def _decade(d: int) -> str:
+    return f"{10 ** d:,}" if d < 5 else f"1e{d}"
+
+
+def _event_marks(events: Sequence[TimelineEvent], ordered: Sequence[TimelinePoint]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dashed line per event; one label per cluster of close events (merged, on staggered rows), short
+    text only: the marker's hover has every change."""
+    times = [t for t in (parse_time(p.x_at) for p in ordered) if t is not None]
+    span = (times[-1] - times[0]) if len(times) > 1 else None
+    late = times[0] + (times[-1] - times[0]) * 0.75 if times else None
+    shapes = [{"type": "line", "x0": _x_time(e.at), "x1": _x_time(e.at), "y0": 0, "y1": 1, "xref": "x",
+               "yref": "paper", "line": {"color": ORANGE, "width": 2, "dash": "dash"}} for e in events]
+    clusters: list[list[TimelineEvent]] = []
+    for event in sorted(events, key=lambda e: _x_time(e.at)):
+        when, last = parse_time(event.at), clusters[-1][-1] if clusters else None
+        then = parse_time(last.at) if last is not None else None
+        if (last is not None and when is not None and then is not None and span
+                and (when - then) <= span * MERGE_WITHIN):
+            clusters[-1].append(event)
+        else:
+            clusters.append([event])
+    notes = []
+    for i, cluster in enumerate(clusters):
+        first = cluster[0]
+        x, when = _x_time(first.at), parse_time(first.at)
+        right = late is not None and when is not None and when > late  # a label near the right edge runs inwards
+        text = first.label if len(cluster) == 1 else f"{len(cluster)} environment changes"
+        notes.append({"x": x, "y": 1.0 + 0.07 * (i % 3), "xref": "x", "yref": "paper",
+                      "text": plotly_text(text, 48), "showarrow": False,
+                      "hovertext": "<br>".join(_event_hover(e) for e in cluster[:4]),
+                      "xanchor": "right" if right else "left", "xshift": -3 if right else 3,
+                      "yanchor": "bottom", "bgcolor": "rgba(128,128,128,0.12)"})
+    return shapes, notes
 
 
 def _x_time(iso: str) -> str:
@@ -762,6 +844,7 @@ class CaseCharts:
 
     explanation: str
     figures: tuple[tuple[str, go.Figure], ...] = ()
+    skipped: str = ""  # the one line saying which charts the page's decode budget left out, and why
 
     def __iter__(self) -> Iterator[tuple[str, go.Figure]]:
         return iter(self.figures)
@@ -780,10 +863,20 @@ def case_figures(
     baseline_case: CaseResult | None,
     candidate_case: CaseResult | None,
     max_points: int = 5000,
+    *,
+    budget: DecodeBudget | None = None,
+    summarise: Summarise | None = None,
 ) -> CaseCharts:
     """The charts for one compared case: ULP histogram, scatter, heatmap (2-D or more), error by
     timestep (time axis), divergence by layer (layers) — or a short explanation instead when the
-    case is identical, missing on one side, fed other inputs, or could not be compared."""
+    case is identical, missing on one side, fed other inputs, or could not be compared.
+
+    The element charts decode both outputs, charged to ``budget`` (a page's
+    ``DecodeBudget``; a fresh one when None): past it they are skipped and the
+    explanation says so in one sentence (also in ``CaseCharts.skipped``).
+    ``summarise`` turns the request into the charts' data (default: decode and
+    reduce now); the dashboard puts a cache keyed by array digest there.
+    """
     verdict = comparison.verdict
     name = case_key_text(comparison.key)
     reason = _no_chart_reason(comparison, baseline_case, candidate_case)
@@ -798,26 +891,37 @@ def case_figures(
     if baseline_arrays is None or candidate_arrays is None:
         return CaseCharts(f"{verdict_style(verdict).label}: {comparison.detail}. The arrays are not available "
                           "here, so only the figures are shown.", tuple(layers_fig))
-    dtype = baseline_case.output.dtype
-    a = baseline_arrays.load(baseline_case.output)
-    b = candidate_arrays.load(candidate_case.output)
-    figures: list[tuple[str, go.Figure]] = [
-        ("ULP distance histogram", ulp_histogram(ulp_distance(a, b, dtype), title=f"{name}: ULP distance per element",
-                                                 dtype=dtype)),
-        ("Baseline vs candidate", scatter_baseline_vs_candidate(a, b, max_points, dtype=dtype,
-                                                                title=f"{name}: baseline vs candidate")),
-    ]
-    if as_2d(a, comparison.metrics.time_axis if comparison.metrics else None) is not None:
-        figures.append(("Difference heatmap", difference_heatmap(
-            a, b, dtype=dtype, time_axis=comparison.metrics.time_axis if comparison.metrics else None,
-            title=f"{name}: difference (candidate − baseline)")))
     metrics = comparison.metrics
+    request = ElementRequest(baseline_arrays, baseline_case.output, candidate_arrays, candidate_case.output,
+                             metrics.time_axis if metrics else None, max_points, budget or DecodeBudget())
+    explanation, skipped = f"{verdict_style(verdict).label}: {comparison.detail}", ""
+    figures: list[tuple[str, go.Figure]] = []
+    try:
+        summary = (summarise or ElementRequest.compute)(request)
+    except DecodeBudgetExceeded as exc:
+        skipped = exc.line
+        explanation += f". {skipped}"
+    else:
+        figures += _element_figures(summary, name)
     if metrics is not None and metrics.timestep_max_abs is not None:
         figures.append(("Error by timestep", timestep_error(
             metrics.timestep_max_abs, title=f"{name}: largest absolute error at each timestep",
-            time_axis=metrics.time_axis)))
+            time_axis=metrics.time_axis, group=metrics.timestep_group)))
     figures += layers_fig
-    return CaseCharts(f"{verdict_style(verdict).label}: {comparison.detail}", tuple(figures))
+    return CaseCharts(explanation, tuple(figures), skipped)
+
+
+def _element_figures(summary: ElementCharts, name: str) -> list[tuple[str, go.Figure]]:
+    dtype = summary.dtype
+    figures = [
+        ("ULP distance histogram", ulp_histogram(summary.ulp, title=f"{name}: ULP distance per element", dtype=dtype)),
+        ("Baseline vs candidate", scatter_baseline_vs_candidate(summary.scatter, dtype=dtype,
+                                                                title=f"{name}: baseline vs candidate")),
+    ]
+    if summary.heatmap is not None:
+        figures.append(("Difference heatmap", difference_heatmap(
+            summary.heatmap, title=f"{name}: difference (candidate − baseline)", shape=summary.shape)))
+    return figures
 
 
 def _no_chart_reason(

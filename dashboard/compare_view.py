@@ -1,4 +1,11 @@
-"""One comparison laid out on the Compare page: verdicts, causes, environment, and one case in charts."""
+"""One comparison laid out on the Compare page: verdicts, causes, environment, and one case in charts.
+
+The case charts are drawn from ``element_data.ElementCharts`` (a bounded
+summary of the two outputs, computed from arrays inflated a chunk at a time)
+cached by array digest for the whole server, so every viewer of a comparison
+after the first decodes nothing; the first one pays with the page's
+``DecodeBudget`` and waits its turn at the process-wide decode gate.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,19 @@ import streamlit as st
 
 from driftboard.core.compare import RunComparison, RunInfo
 from driftboard.core.run import CaseResult, Run
-from driftboard.dashboard import charts, tables, ui
-from driftboard.dashboard.format import MISSING, case_key_text, fmt_time, markdown_text, safe_text, verdict_label
+from driftboard.dashboard import charts, details, tables, ui
+from driftboard.dashboard.decode_budget import DecodeBudget
+from driftboard.dashboard.element_data import ElementCharts, ElementRequest
+from driftboard.dashboard.format import (
+    MISSING,
+    case_key_text,
+    fmt_time,
+    markdown_text,
+    plural,
+    safe_text,
+    verdict_label,
+)
+from driftboard.db.array_stream import StreamedArrays
 from driftboard.db.store import Store
 
 ULP_HELP = ("ULP (unit in the last place): how many representable numbers of the dtype lie between two values; "
@@ -16,10 +34,17 @@ ULP_HELP = ("ULP (unit in the last place): how many representable numbers of the
             "far apart the bits are.")
 
 
-def show_comparison(store: Store, result: RunComparison, index: int) -> None:
+def show_comparison(store: Store, result: RunComparison, index: int, budget: DecodeBudget | None = None) -> None:
+    """The comparison, its ``index``-th on the page; ``budget``: the page's decode budget for charts, shared
+    by its tabs (a fresh one when None)."""
     b, c = result.baseline, result.candidate
     ui.heading(f"{b.name} → {c.name}")
     st.dataframe(_runs_frame(b, c), hide_index=True, key=f"compare_runs_{index}")
+    pages = st.columns(2)
+    with pages[0]:
+        ui.run_page_link(b.run_id, "Baseline's run page")
+    with pages[1]:
+        ui.run_page_link(c.run_id, "Candidate's run page")
     empty = [(side, info) for side, info in (("baseline", b), ("candidate", c)) if not store.run(info.run_id).case_count]
     if empty:
         sides = " and the ".join(f"{side} ({info.run_id})" for side, info in empty)
@@ -33,11 +58,15 @@ def show_comparison(store: Store, result: RunComparison, index: int) -> None:
         st.warning(markdown_text(note, 600))
     if result.causes:
         st.markdown("**Likely causes**")
-        st.dataframe(tables.causes_frame(result.causes), hide_index=True, key=f"compare_causes_{index}")
+        st.dataframe(tables.causes_frame(result.causes), hide_index=True, key=f"compare_causes_{index}",
+                     column_config=details.widths({"likely cause": "medium", "evidence": "large"}))
+        details.in_full("Likely causes with their evidence, in full", tables.cause_texts(result.causes))
     st.markdown("**Cases**", help=ULP_HELP)
-    st.dataframe(tables.styled(tables.verdict_frame(result)), hide_index=True, key=f"compare_verdicts_{index}")
+    st.dataframe(tables.styled(tables.verdict_frame(result)), hide_index=True, key=f"compare_verdicts_{index}",
+                 column_config=details.widths({"what was found": "large"}))
+    details.in_full("What was found in each case that is not identical, in full", tables.found_texts(result))
     _environment(result, index)
-    _case_detail(store, result, index)
+    _case_detail(store, result, index, budget or DecodeBudget())
 
 
 def _runs_frame(b: RunInfo, c: RunInfo) -> pd.DataFrame:
@@ -53,7 +82,7 @@ def _headline(result: RunComparison) -> None:
     with cols[0]:
         ui.verdict_badge(result.worst, "worst: ")
     counts = [f"{n} {verdict_label(v)}" for v, n in reversed(result.counts().items()) if n]
-    cols[1].caption(f"{len(result.cases)} cases under policy {markdown_text(str(result.policy), 80)}: "
+    cols[1].caption(f"{plural(len(result.cases), 'case')} under policy {markdown_text(str(result.policy), 80)}: "
                     + (" · ".join(counts) or "none"))
 
 
@@ -64,16 +93,16 @@ def _environment(result: RunComparison, index: int) -> None:
         st.caption("The two fingerprints are identical.")
         return
     if env.numerics:
-        st.caption(f"{len(env.numerics)} change(s) that can change numbers, most likely cause first.")
+        st.caption(f"{plural(len(env.numerics), 'change')} that can change numbers, most likely cause first.")
         st.dataframe(tables.env_frame(env.numerics), hide_index=True, key=f"compare_env_{index}")
     else:
         st.caption("No field that can change numbers differs.")
     if env.informational:
-        with st.expander(f"{len(env.informational)} informational change(s): hostname, paths, memory…"):
+        with st.expander(f"{plural(len(env.informational), 'informational change')}: hostname, paths, memory…"):
             st.dataframe(tables.env_frame(env.informational), hide_index=True, key=f"compare_env_info_{index}")
 
 
-def _case_detail(store: Store, result: RunComparison, index: int) -> None:
+def _case_detail(store: Store, result: RunComparison, index: int, budget: DecodeBudget) -> None:
     if not result.cases:
         st.info("Neither run has cases to compare.")
         return
@@ -89,10 +118,11 @@ def _case_detail(store: Store, result: RunComparison, index: int) -> None:
     st.markdown("**One case in detail**")
     chosen = st.selectbox("Case", keys, key=key, format_func=lambda k: f"{verdicts[k]} · {k}")
     case = cases[keys.index(chosen)]
-    base_run, base_arrays = store.load_run(result.baseline.run_id)
-    cand_run, cand_arrays = store.load_run(result.candidate.run_id)
-    figures = charts.case_figures(case, base_arrays, cand_arrays, _case(base_run, case.key),
-                                  _case(cand_run, case.key))
+    base_run, _ = store.load_run(result.baseline.run_id)
+    cand_run, _ = store.load_run(result.candidate.run_id)
+    arrays = StreamedArrays(store.engine)  # inflated a chunk at a time: the outputs are never whole here
+    figures = charts.case_figures(case, arrays, arrays, _case(base_run, case.key), _case(cand_run, case.key),
+                                  budget=budget, summarise=lambda request: _element_charts(store.url, request))
     if figures.figures:
         st.caption(markdown_text(figures.explanation, 600))
     else:
@@ -105,3 +135,21 @@ def _case_detail(store: Store, result: RunComparison, index: int) -> None:
 
 def _case(run: Run, key: tuple[str, str, str]) -> CaseResult | None:
     return next((c for c in run.cases if c.key == key), None)
+
+
+def _element_charts(url: str, request: ElementRequest) -> ElementCharts:
+    a, b = request.baseline, request.candidate
+    return _cached_element_charts(url, a.sha256, b.sha256, a.dtype, a.shape, request.time_axis, request.max_points,
+                                  request)
+
+
+@st.cache_data(show_spinner="Preparing the charts…", max_entries=16)
+def _cached_element_charts(url: str, baseline_sha: str, candidate_sha: str, dtype: str, shape: tuple[int, ...],
+                           time_axis: int | None, max_points: int,
+                           _request: ElementRequest) -> ElementCharts:
+    """What a case's element charts draw, by content: at most ~1 MB each whatever the arrays' size.
+
+    Streamlit computes one key at a time, so viewers opening the same case together wait for the first
+    one's result instead of decoding the arrays again. A budget refusal raises and is not cached.
+    """
+    return _request.compute()

@@ -103,6 +103,29 @@ def ulp_distance(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
     return d
 
 
+def bit_length(values: np.ndarray) -> np.ndarray:
+    """Exact bit length of non-negative integers (0 -> 0) as int64, vectorised: ULP distances to
+    power-of-two buckets (``1``, ``2-3``, ``4-7``, ...).
+
+    ``frexp``'s exponent is the bit length of an exactly representable integer;
+    values of 2**53 and more (which float64 may round up a power of two) go
+    through integer shifts instead.
+    """
+    x = np.asarray(values).astype(np.uint64, copy=False).reshape(-1)
+    out = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    huge = np.flatnonzero(x >= np.uint64(1 << 53))
+    if huge.size:
+        rest = x[huge]
+        exact = np.zeros(huge.size, dtype=np.int64)
+        for shift in (32, 16, 8, 4, 2, 1):
+            big = rest >= np.uint64(1 << shift)
+            exact[big] += shift
+            rest[big] >>= np.uint64(shift)
+        exact[rest > 0] += 1
+        out[huge] = exact
+    return out.reshape(np.shape(values))
+
+
 def _integer_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype == np.bool_:
         return (a != b).astype(np.uint64)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from driftboard.dashboard import data, html_report, state, ui
 from driftboard.dashboard.compare_view import show_comparison
+from driftboard.dashboard.decode_budget import DecodeBudget
 from driftboard.dashboard.format import markdown_text, tab_name
 
 st.title("Compare runs", anchor=False)
@@ -80,6 +81,7 @@ def _report_json() -> str:
 ui.downloads("compare_report", "driftboard-comparison", _report_html, _report_json)
 tabs = st.tabs([f"vs {markdown_text(tab_name(r.candidate), 60)}" for r in results]) if len(results) > 1 else [
     st.container()]
+budget = DecodeBudget()  # arrays the charts of this render may decode, every tab together
 for i, (tab, result) in enumerate(zip(tabs, results)):
     with tab, state.guard():
-        show_comparison(store, result, i)
+        show_comparison(store, result, i, budget)
