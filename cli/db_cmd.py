@@ -294,10 +294,11 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
                         cudnn=cudnn, driver=driver, gpu=gpu, cpu_capability=cpu_capability, variant=variant,
                         verdict=verdict, golden=golden, policy=policy)
     with Store(db_url) as store:
-        if verdict:
+        read_only = read_only_reason(store.engine) is not None  # no verdict can be kept there
+        if verdict and not read_only:
             store.refresh_verdicts(golden=golden, policy=policy)
         result = store.runs(filters, page=page, per_page=per_page)
-        if read_only_reason(store.engine) is not None:  # no verdict can be kept: judge this page's runs now
+        if read_only:
             result = _judged_now(store, result, golden=golden, policy=policy)
         elif not verdict and store.refresh_verdicts(golden=golden, policy=policy,
                                                     run_ids=[r.run_id for r in result.runs]):

@@ -80,10 +80,13 @@ def clear_golden(run_id: str, name: str, db_url: str | None) -> None:
     """
     from driftboard.core.errors import NotFoundError
     from driftboard.db.store import Store
+    from driftboard.db.store.goldens import no_golden_text
 
     with Store(db_url) as store:
         mark = store.golden_for(run_id, name=name)
         if mark is None or not store.clear_golden(mark.key):
-            raise NotFoundError(f"no golden {name!r} applies to run {run_id}")
+            run = store.run(run_id)
+            raise NotFoundError(no_golden_text(run.run_id, case_count=run.case_count, imported=run.imported,
+                                               name=name))
     click.echo(f"cleared golden {name!r} ({mark.run_id}) for {mark.key.suite_id} v{mark.key.suite_version} "
                f"on {mark.key.device_class}")

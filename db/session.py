@@ -9,21 +9,27 @@
   by SQLAlchemy rather than the sqlite3 module (whose legacy mode skips BEGIN
   for SELECT and DDL, see the SQLAlchemy SQLite dialect notes). Write
   transactions start with BEGIN IMMEDIATE: they take the write lock up front,
-  so two writers never both read and then deadlock upgrading to write.
+  so two writers never both read and then deadlock upgrading to write. A
+  damaged file is refused before it is opened, and a file that cannot be
+  written is opened read-only (``db/sqlite_file.py``): reading works, a write
+  is one line.
 - ``transaction`` is the one commit/rollback scope; database errors leave it as
-  a one-line ``StoreError``.
+  a one-line ``StoreError``. ``retry_conflicts`` retries a whole transaction
+  that lost a race with a concurrent writer.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import shlex
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -39,6 +45,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 
 from driftboard.core.errors import StoreError
+from driftboard.db import sqlite_file
 from driftboard.db.location import DEFAULT_FILENAME, ENV_VAR, default_database_path  # noqa: F401  (re-exported)
 
 BUSY_TIMEOUT_S = 30.0  # default: how long a SQLite writer waits for another writer's lock
@@ -46,6 +53,13 @@ BUSY_TIMEOUT_ENV = "DRIFTBOARD_SQLITE_BUSY_TIMEOUT"  # seconds, overrides the de
 PAGE_SIZE = 16384  # SQLite pages of new files (see _sqlite_connect)
 SUPPORTED = ("sqlite", "postgresql")
 _WRITE = "driftboard_write"  # execution option: this transaction writes
+_READ_ONLY = "driftboard_read_only"  # engine execution option: why the SQLite file was opened read-only
+T = TypeVar("T")
+
+# When a batched statement fails (a conflict retried by retry_conflicts), psycopg also logs "error ignored
+# terminating <psycopg.Pipeline …>: pipeline aborted". The failure reaches the caller as a StoreError; without
+# a handler of its own that warning would be printed to stderr as a stray line, even by a push that succeeds.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -107,13 +121,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         if parsed.get_backend_name() == "sqlite":
             _ensure_parent(parsed)
-            _refuse_damaged_file(parsed)
+            path = _sqlite_path(parsed)
+            if path is not None:
+                sqlite_file.refuse_uncreatable(path, redacted(parsed))
+            read_only = sqlite_file.read_only_reason(path) if path is not None else None
+            if path is not None:
+                sqlite_file.refuse_damaged(path, redacted(parsed), read_only=read_only is not None,
+                                           check_timeout=busy_timeout())
             connect_args = {"timeout": busy_timeout(), **kwargs.pop("connect_args", {})}
             timeout_ms = int(float(connect_args["timeout"]) * 1000)
+            if read_only is not None and path is not None:  # reading must still work: runs, compare, db status
+                uri = sqlite_file.read_only_uri(path, redacted(parsed))
+                kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, **connect_args)
+                kwargs["execution_options"] = {**kwargs.get("execution_options", {}), _READ_ONLY: read_only}
             engine = create_engine(parsed, connect_args=connect_args, **kwargs)
 
             def on_connect(dbapi_connection: Any, _record: Any) -> None:
-                _sqlite_connect(dbapi_connection, timeout_ms)
+                _sqlite_connect(dbapi_connection, timeout_ms, read_only=read_only is not None)
 
             event.listen(engine, "connect", on_connect)
             event.listen(engine, "begin", _sqlite_begin)
@@ -133,62 +157,44 @@ def _ensure_parent(url: URL) -> None:
         raise StoreError(f"cannot create the directory for {database}: {exc.strerror or exc}") from None
 
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _refuse_damaged_file(url: URL) -> None:
-    """Refuse a file SQLite itself would take for an empty database, or whose cut-off last page it would not notice.
-
-    SQLite checks most damage on its own (``file is not a database``, ``database disk image is malformed``),
-    but it silently creates a new database over a non-empty file of a few bytes, and a file cut in the middle
-    of its last page reads as if that page ended in zeros: both would then be written to. A database file
-    is a whole number of pages; while a checkpoint of another process extends the file it may briefly not
-    be, hence the second look.
-    """
+def _sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or a ``file:`` URI (left to SQLite)."""
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    path = Path(database).expanduser()
-    for attempt in range(4):
-        try:
-            with path.open("rb") as f:
-                header = f.read(100)
-                size = os.fstat(f.fileno()).st_size
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StoreError(f"database {redacted(url)}: cannot read it ({exc.strerror or exc})") from None
-        if size == 0:
-            return  # an empty file is an empty database
-        if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-            raise StoreError(f"database {redacted(url)}: file is not a database ({size} bytes without a SQLite "
-                             "header; driftboard left it unchanged: use another --db or restore it from a backup)")
-        page_size = int.from_bytes(header[16:18], "big")
-        page_size = 65536 if page_size == 1 else page_size
-        if page_size < 512 or page_size & (page_size - 1) or size % page_size == 0:
-            return  # a whole number of pages, or a header SQLite will refuse itself
-        if attempt < 3:
-            time.sleep(0.05)
-    raise StoreError(f"database {redacted(url)}: truncated ({size} bytes is not a whole number of its "
-                     f"{page_size}-byte pages; driftboard left it unchanged: restore it from a backup)")
+        return None
+    return Path(database).expanduser()
 
 
-def _sqlite_connect(dbapi_connection: Any, busy_timeout_ms: int) -> None:
+def _sqlite_connect(dbapi_connection: Any, busy_timeout_ms: int, *, read_only: bool = False) -> None:
     # The sqlite3 module must not emit BEGIN itself: _sqlite_begin does.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            return  # a file opened read-only keeps its page size and journal mode
         # Only takes effect on a new file (before WAL): big pages pack kB-sized fingerprint rows
         # and array blobs tightly; a 4 kB page holds one compressed fingerprint and wastes 40%.
         cursor.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         # In WAL mode NORMAL is still atomic and consistent after a crash; only
         # the last commits may be lost on power failure. It makes ingest fast.
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def read_only_reason(engine: Engine) -> str | None:
+    """Why the database was opened read-only (a SQLite file that cannot be written), or None."""
+    return engine.get_execution_options().get(_READ_ONLY)
+
+
+def refuse_read_only(engine: Engine) -> None:
+    """The one-line error of a write to a database opened read-only, before anything is tried."""
+    why = read_only_reason(engine)
+    if why is not None:
+        raise StoreError(f"database {redacted(engine.url)} is read-only ({why}): nothing was written")
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -206,6 +212,8 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     ``write=True`` takes SQLite's write lock at BEGIN. Database errors become a
     ``StoreError`` whose ``__cause__`` is the original.
     """
+    if write:
+        refuse_read_only(engine)
     session = Session(engine, autoflush=False, expire_on_commit=False)
     try:
         try:
@@ -237,6 +245,8 @@ def store_error(exc: BaseException, url: str | URL) -> StoreError:
     if _is_sqlite_busy(orig):
         return StoreError(f"database {redacted(url)} is locked by another writer: still locked after the busy "
                           f"timeout ({_busy_timeout_text()}; {BUSY_TIMEOUT_ENV} sets it); nothing was written")
+    if getattr(orig, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+        return StoreError(f"database {redacted(url)} is read-only ({text}): nothing was written")
     if getattr(orig, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return StoreError(f"database {redacted(url)}: {text} (a damaged file, or not a SQLite database; "
                           "driftboard left it unchanged: restore it from a backup or use another --db)")
@@ -267,6 +277,24 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(cause, (OperationalError, InterfaceError)):
         return True
     return isinstance(cause, DBAPIError) and cause.connection_invalidated
+
+
+def retry_conflicts(attempt: Callable[[], T], attempts: int, exhausted: str) -> T:
+    """``attempt()``, one whole transaction, tried again while it loses a race with a concurrent writer.
+
+    A conflict that outlasts ``attempts`` tries becomes the one-line ``StoreError`` ``exhausted``
+    (with the last conflict); any other error is raised as it is.
+    """
+    for tried in range(1, attempts + 1):
+        try:
+            return attempt()
+        except StoreError as exc:
+            if not is_retryable(exc):
+                raise
+            if tried == attempts:
+                raise StoreError(f"{exhausted} (last: {exc})") from (exc.__cause__ or exc)
+            time.sleep(random.uniform(0, 0.02 * tried))  # jitter, so two racing writers do not meet again
+    raise AssertionError("unreachable")
 
 
 def is_retryable(exc: BaseException) -> bool:

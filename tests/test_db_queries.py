@@ -270,3 +270,14 @@ def test_loading_a_stored_run_never_creates_a_database(tmp_path):
     with pytest.raises(NotFoundError, match="there is no database at"):
         load_stored_run("m0001", str(tmp_path / "typo.sqlite"))
     assert not (tmp_path / "typo.sqlite").exists()
+
+
+def test_any_page_number_works_and_past_the_end_is_an_empty_page(fleet, capsys):
+    from test_db_cli import run_cli
+
+    assert len(fleet.runs(page=2, per_page=10).runs) == 2
+    for page in (3, 2**63 - 1, 2**63, 10**30):  # an offset no integer column holds raised OverflowError
+        got = fleet.runs(page=page, per_page=10)
+        assert (got.runs, got.total, got.page, got.pages) == ((), 12, page, 2)
+    code, out, err = run_cli(capsys, "runs", "--db", fleet.url, "--page", str(2**63 - 1))
+    assert (code, out, err) == (0, f"no runs on page {2**63 - 1} (of 1)\n", "")

@@ -72,15 +72,15 @@ def run_id_of(path: Path) -> str:
 def integrity_problems(url: str, *, deep: bool = False, machines_without_runs: bool = False) -> list[str]:
     """Everything wrong with a database after a fault; [] when every stored run is whole and nothing is left over.
 
-    ``deep`` also inflates every stored array and checks its sha256. A machine without runs is a leftover
-    unless runs were deleted (``machines_without_runs``): delete keeps the machine's history.
+    ``deep`` also inflates every stored array and checks it is exactly its bytes, with nothing after the end of
+    its stream (``stored_problem``). A machine without runs is a leftover unless runs were deleted
+    (``machines_without_runs``): delete keeps the machine's history.
     """
     from sqlalchemy import inspect, select
 
-    from driftboard.core.errors import StoreError
     from driftboard.db.models import ArrayRow, CaseOutcomeRow, CaseResultRow, EnvironmentRow, MachineRow, OutcomeArrayRow, RunRow, RunTagRow
     from driftboard.db.session import make_engine
-    from driftboard.db.store import _decompress
+    from driftboard.db.store.arrays import stored_problem
 
     problems: list[str] = []
     engine = make_engine(url)
@@ -144,13 +144,12 @@ def integrity_problems(url: str, *, deep: bool = False, machines_without_runs: b
             if not machines_without_runs:
                 for machine in sorted(machines - {r.machine_id for r in runs}):
                     problems.append(f"machine {machine} has no run")
-            if deep:
+            if deep:  # every array exactly its bytes, and nothing after the end of its stream
                 for sha, codec, nbytes, data in conn.execute(
                         select(ArrayRow.sha256, ArrayRow.codec, ArrayRow.nbytes, ArrayRow.data)):
-                    try:
-                        _decompress(sha, codec, nbytes, data)
-                    except StoreError as exc:
-                        problems.append(str(exc))
+                    problem = stored_problem(sha, codec, nbytes, bytes(data))
+                    if problem is not None:
+                        problems.append(f"array {sha[:12]}: {problem}")
     finally:
         engine.dispose()
     return problems

@@ -11,7 +11,9 @@ import io
 import json
 import os
 import pickle
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -121,6 +123,106 @@ ENTRY_NAMES = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_si
 @given(st.dictionaries(ENTRY_NAMES, st.binary(max_size=200), max_size=5))
 def test_extra_and_replaced_entries(entries: dict[str, bytes]) -> None:
     read_or_reject(rezip(VALID, lambda e: e.update(entries)))
+
+
+# ------------------------------------------------------------ valid container, lying compressed stream
+
+
+def deflate(raw: bytes, level: int = 6) -> bytes:
+    """A raw deflate stream (zlib wbits -15), as a zip entry holds it."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(raw) + compressor.flush()
+
+
+def build_zip(entries: list[tuple[str, bytes, int, int]]) -> bytes:
+    """A zip archive written by hand from (name, deflate stream, declared size, declared CRC-32) entries.
+
+    ``zipfile`` only writes streams it compressed itself; a hostile writer writes whatever it likes.
+    """
+    out, central = bytearray(), bytearray()
+    for name, stream, size, crc in entries:
+        raw_name = name.encode("ascii")
+        offset = len(out)
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(stream), size,
+                           len(raw_name), 0) + raw_name + stream
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc,
+                               len(stream), size, len(raw_name), 0, 0, 0, 0, 0o644 << 16, offset) + raw_name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(out), 0)
+    return bytes(out + central + end)
+
+
+# How a stream can lie about an array's bytes while the archive around it is valid: the name, the declared
+# size and CRC-32 are the array's; the stream is not exactly it. Each takes (the array's bytes, extra bytes).
+LIES = {
+    "extra bytes after the array": lambda raw, extra: (deflate(raw + extra), len(raw), zlib.crc32(raw)),
+    "ends early, header claims more": lambda raw, extra: (deflate(raw[: len(raw) // 2]), len(raw), zlib.crc32(raw)),
+    "ends early, header and CRC of the short bytes claim more": lambda raw, extra: (
+        deflate(raw[: len(raw) // 2]), len(raw), zlib.crc32(raw[: len(raw) // 2])),
+    "a second deflate block after the final one": lambda raw, extra: (deflate(raw) + deflate(extra), len(raw),
+                                                                       zlib.crc32(raw)),
+    "bytes after the end of the stream": lambda raw, extra: (deflate(raw) + extra, len(raw), zlib.crc32(raw)),
+}
+
+
+def lying_bundle(data: bytes, sha: str, lie: str, extra: bytes = b"\x00" * 8) -> bytes:
+    """``data`` rewritten by hand, the entry of array ``sha`` replaced by the stream ``LIES[lie]`` makes."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        contents = {info.filename: zf.read(info) for info in zf.infolist()}
+    entries = []
+    for name, content in contents.items():
+        if name == ARRAY_PREFIX + sha:
+            entries.append((name, *LIES[lie](content, extra)))
+        else:
+            entries.append((name, deflate(content), len(content), zlib.crc32(content)))
+    return build_zip(entries)
+
+
+ARRAY_SHAS = sorted({ref.sha256 for case in RUN.cases for ref in case.refs()})
+
+
+@st.composite
+def lying_bundles(draw, data: bytes = VALID, shas: list[str] = ARRAY_SHAS) -> tuple[str, bytes]:
+    """A valid bundle with one array entry's stream replaced by a lie: (which lie, the bundle's bytes)."""
+    lie = draw(st.sampled_from(sorted(LIES)))
+    return lie, lying_bundle(data, draw(st.sampled_from(shas)), lie, draw(st.binary(min_size=1, max_size=64)))
+
+
+def exactly_its_arrays(bundle) -> bool:
+    """Every stream a bundle hands to a store inflates to exactly its array and ends there."""
+    for sha, stream in bundle.streams.items():
+        inflater = zlib.decompressobj(-15)
+        if inflater.decompress(stream) != bundle.arrays.blobs[sha] or not inflater.eof or inflater.unused_data:
+            return False
+    return True
+
+
+@fuzz
+@given(lying_bundles())
+def test_a_lying_compressed_stream_is_refused_by_name(case: tuple[str, bytes]) -> None:
+    lie, data = case
+    try:
+        bundle = read_bundle(data, streams=True)
+    except BundleError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("invalid bundle: cases[")  # names the field
+        return
+    assert exactly_its_arrays(bundle), lie  # accepted: then what a store would keep is exactly each array
+
+
+def test_the_hand_written_archive_is_a_valid_bundle_when_nothing_lies() -> None:
+    with zipfile.ZipFile(io.BytesIO(VALID)) as zf:
+        contents = {info.filename: zf.read(info) for info in zf.infolist()}
+    honest = build_zip([(name, deflate(c), len(c), zlib.crc32(c)) for name, c in contents.items()])
+    bundle = read_bundle(honest, streams=True)
+    assert bundle.digest == read_bundle(VALID).digest and exactly_its_arrays(bundle)
+    assert set(bundle.streams) == set(ARRAY_SHAS)
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_each_lie_is_refused_naming_the_array_entry(lie: str) -> None:
+    sha = RUN.cases[0].output.sha256
+    with pytest.raises(BundleError, match=r"^invalid bundle: cases\[0\]\.output: ") as err:
+        read_bundle(lying_bundle(VALID, sha, lie))
+    assert f"entry arrays/{sha[:12]}…: " in str(err.value)
 
 
 # ------------------------------------------------------------ named hostile cases

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from test_bundle import edit_manifest, small_run
-from test_fuzz_bundle import json_paths
+from test_fuzz_bundle import json_paths, lying_bundles
 
 from driftboard.core.bundle import MANIFEST, bundle_bytes, manifest_of, read_bundle
 from driftboard.core.errors import BundleError, DriftboardError, StoreError
@@ -109,9 +109,24 @@ def ingest_or_refuse(store: Store, data: bytes, *, fuzzing: bool = False) -> str
     for case in bundle.run.cases:
         for ref in case.refs():
             assert arrays.raw(ref.sha256) == bundle.arrays.blobs[ref.sha256]  # every bit: NaN payloads too
+    assert stored_problems(store, bundle.arrays.blobs) == {}  # kept in a verified form, nothing after its end
     if fuzzing:
         event("stored")
     return "stored"
+
+
+def stored_problems(store: Store, shas) -> dict[str, str]:
+    """sha256 -> what is wrong with how the store keeps that array (``db.store.arrays.stored_problem``)."""
+    from sqlalchemy import select
+
+    from driftboard.db.models import ArrayRow
+    from driftboard.db.store.arrays import stored_problem
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(ArrayRow.sha256, ArrayRow.codec, ArrayRow.nbytes, ArrayRow.data)
+                            .where(ArrayRow.sha256.in_(sorted(shas)))).all()
+    problems = {sha: stored_problem(sha, codec, nbytes, bytes(data)) for sha, codec, nbytes, data in rows}
+    return {sha: problem for sha, problem in problems.items() if problem is not None}
 
 
 def _reader_refuses(data: bytes) -> bool:
@@ -234,6 +249,33 @@ def test_byte_mutations(sqlite_store, data) -> None:
 @given(st.sampled_from([SMALL, REAL]), st.integers(0, 100), st.binary(max_size=64))
 def test_truncation_and_appended_garbage(sqlite_store, source, percent, tail) -> None:
     ingest_or_refuse(sqlite_store, source[: len(source) * percent // 100] + tail, fuzzing=True)
+
+
+# ---------------------------------------------------------------- valid container, lying compressed stream
+
+REAL_SHAS = sorted(REAL_ARRAYS.blobs)
+
+
+def check_lying_stream(store: Store, lie: str, data: bytes) -> None:
+    """A lying stream is refused by name, or its array is stored verified; either way an honest push of the
+    same outputs afterwards reads every array back (the lie poisoned nothing for the runs that share it)."""
+    outcome = ingest_or_refuse(store, data, fuzzing=True)
+    assert outcome in ("stored", "duplicate") or outcome.startswith("refused: invalid bundle: cases["), (lie, outcome)
+    teammate = _edit(lambda m: None)  # the same outputs, pushed afterwards by someone else
+    assert ingest_or_refuse(store, teammate) == "stored"  # every array read back bit for bit, stored verified
+
+
+@fuzz
+@given(lying_bundles(REAL, REAL_SHAS))
+def test_a_lying_compressed_stream_never_reaches_the_store(sqlite_store, case) -> None:
+    check_lying_stream(sqlite_store, *case)
+
+
+@pytest.mark.postgres
+@fuzz_pg
+@given(lying_bundles(REAL, REAL_SHAS))
+def test_a_lying_compressed_stream_never_reaches_the_store_postgres(postgres_store, case) -> None:
+    check_lying_stream(postgres_store, *case)
 
 
 # ---------------------------------------------------------------- generated runs

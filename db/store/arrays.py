@@ -28,7 +28,11 @@ def compress(raw: bytes) -> bytes:
 
 
 def decompress(sha: str, codec: str, nbytes: int, stored: bytes) -> bytes:
-    """A stored array's bytes, checked against its sha256; inflates at most ``nbytes`` (+1 to notice more)."""
+    """A stored array's bytes, checked against its sha256; inflates at most ``nbytes`` (+1 to notice more).
+
+    Reading tolerates bytes after the end of the stream (they cannot change what it inflates to);
+    ``stored_problem`` does not, and ``driftboard db repair`` rewrites such rows.
+    """
     if codec != CODEC:
         raise StoreError(f"array {sha[:12]}… uses unknown codec {codec!r}")
     try:
@@ -38,6 +42,43 @@ def decompress(sha: str, codec: str, nbytes: int, stored: bytes) -> bytes:
     if len(data) != nbytes or hashlib.sha256(data).hexdigest() != sha:
         raise StoreError(f"array {sha[:12]}… is corrupt in the database (content does not match its sha256)")
     return data
+
+
+def stored_problem(sha: str, codec: str, nbytes: int, stored: bytes) -> str | None:
+    """What is wrong with a stored array, or None when it inflates to exactly its bytes and ends there.
+
+    The only form the store writes: its own compression, or a bundle's stream the bundle reader has
+    checked the same way (``core.bundle.read_bundle(..., streams=True)``).
+    """
+    if codec != CODEC:
+        return f"unknown codec {codec!r}"
+    inflater = zlib.decompressobj(-15)
+    try:
+        data = inflater.decompress(stored, nbytes + 1)
+    except zlib.error as exc:
+        return f"its stored bytes do not inflate ({exc})"
+    if len(data) > nbytes:
+        return f"its stored bytes inflate to more than its {nbytes} bytes"
+    if len(data) < nbytes or not inflater.eof:
+        return f"its stored bytes are cut short ({len(data)} of {nbytes} bytes)"
+    if hashlib.sha256(data).hexdigest() != sha:
+        return "its stored bytes do not match its sha256"
+    if inflater.unused_data:
+        return f"{len(inflater.unused_data)} bytes follow the end of its stored stream"
+    return None
+
+
+def salvage(sha: str, nbytes: int, stored: bytes) -> bytes | None:
+    """The array's bytes when the first ``nbytes`` its stored form inflates to are the array, else None.
+
+    The digest proves them right wherever they come from: a stream with bytes after the array (or
+    after its end) still holds the array.
+    """
+    try:
+        data = zlib.decompressobj(-15).decompress(stored, nbytes)
+    except zlib.error:
+        return None
+    return data if len(data) == nbytes and hashlib.sha256(data).hexdigest() == sha else None
 
 
 class DbArrays:

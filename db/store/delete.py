@@ -18,12 +18,25 @@ from driftboard.db.models import (
     RunTagRow,
     VerdictRow,
 )
-from driftboard.db.session import transaction
+from driftboard.db.session import retry_conflicts, transaction
 from driftboard.db.store.queries import run_pk
 from driftboard.db.store.results import DeleteResult
 
+_ATTEMPTS = 5  # whole transactions tried before a conflict with concurrent pushes is reported
+
 
 def delete_run(engine: Engine, run_id: str) -> DeleteResult:
+    """Delete a run in one transaction, tried again whole while it conflicts with a concurrent push.
+
+    On PostgreSQL a push committed meanwhile may have started using an outcome or array this
+    delete found unused: the database refuses the delete (a foreign key), and the next try sees it used.
+    """
+    return retry_conflicts(lambda: _delete_once(engine, run_id), _ATTEMPTS,
+                           f"run {run_id} was not deleted: pushes sharing its arrays conflicted {_ATTEMPTS} times; "
+                           "nothing was deleted, try again")
+
+
+def _delete_once(engine: Engine, run_id: str) -> DeleteResult:
     with transaction(engine, write=True) as session:
         pk = run_pk(session, run_id)
         name = session.execute(select(RunRow.run_id).where(RunRow.id == pk)).scalar_one()

@@ -26,7 +26,8 @@ def set_golden(engine: Engine, run_id: str, *, name: str = DEFAULT_GOLDEN, set_b
         pk = run_pk(session, run_id)
         run = session.execute(select(RunRow).where(RunRow.id == pk)).scalar_one()
         if run.imported or run.case_count == 0:
-            raise StoreError(f"run {run.run_id} has no case outputs (an imported environment): it cannot be a golden")
+            raise StoreError(f"run {run.run_id} cannot be a golden: {_environment_only(run.imported)}, "
+                             "no outputs to judge other runs against")
         key = GoldenKey(name, run.suite_id, run.suite_version, run.device_class)
         current = session.execute(select(GoldenRow).where(*_golden_where(key))).scalar_one_or_none()
         if current is None:
@@ -40,6 +41,18 @@ def set_golden(engine: Engine, run_id: str, *, name: str = DEFAULT_GOLDEN, set_b
             if old_pk != pk:
                 forget_verdicts_of(session, old_pk)
         return Golden(key, run.run_id, set_by, when, reason)
+
+
+def no_golden_text(run_id: str, *, case_count: int, imported: bool, name: str = DEFAULT_GOLDEN) -> str:
+    """Why no golden applies to a run, in one line: the CLI and the dashboard say it the same way."""
+    if imported or case_count == 0:
+        return f"no golden applies to run {run_id}: {_environment_only(imported)}, no outputs to judge"
+    return f"no golden {name!r} applies to run {run_id} (none is set for its suite version and device class)"
+
+
+def _environment_only(imported: bool) -> str:
+    how = "imported from a collect_env report" if imported else "captured without cases"
+    return f"it holds an environment only ({how})"
 
 
 def clear_golden(engine: Engine, key: GoldenKey) -> bool:

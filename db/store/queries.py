@@ -23,6 +23,7 @@ from driftboard.db.models import (
     VerdictRow,
 )
 from driftboard.db.session import transaction
+from driftboard.db.store import own_blob
 from driftboard.db.store.results import (
     DEFAULT_GOLDEN,
     DEFAULT_POLICY,
@@ -39,16 +40,18 @@ MAX_PER_PAGE = 1000
 
 
 def runs(engine: Engine, filters: RunFilter | None = None, *, page: int = 1, per_page: int = PER_PAGE) -> RunPage:
+    """Any page number works: one past the end is an empty page, never an offset the database cannot hold."""
     filters = filters or RunFilter()
     page = max(1, int(page))
     per_page = min(max(1, int(per_page)), MAX_PER_PAGE)
+    offset = (page - 1) * per_page
     with transaction(engine) as session:
         total = session.execute(_filtered(_count_query(), filters)).scalar_one()
-        rows = session.execute(
+        rows = [] if offset >= total else session.execute(  # an offset below the total fits any integer column
             _filtered(_summary_columns(filters), filters)
             .order_by(RunRow.captured_at.desc(), RunRow.id.desc())
             .limit(per_page)
-            .offset((page - 1) * per_page)
+            .offset(offset)
         ).all()
     return RunPage(tuple(_summary(row) for row in rows), total, page, per_page)
 
@@ -69,7 +72,24 @@ def machines(engine: Engine) -> tuple[MachineSummary, ...]:
             .group_by(MachineRow.id)
             .order_by(MachineRow.hostname, MachineRow.machine_key)
         ).all()
-    return tuple(MachineSummary(*row) for row in rows)
+        labels = _imported_labels(session)
+    return tuple(MachineSummary(*row, name=row.hostname or labels.get(row.machine_key) or row.machine_key[:12])
+                 for row in rows)
+
+
+def _imported_labels(session: Session) -> dict[str, str]:
+    """machine key -> the label of its newest imported run, for the machines without a hostname.
+
+    A collect_env report names no host: each import is a machine of its own whose key starts
+    ``collect_env:``, and its label says what it describes (GPU or CPU, OS, torch).
+    """
+    rows = session.execute(
+        select(MachineRow.machine_key, RunRow.label)
+        .join(RunRow, RunRow.machine_id == MachineRow.id)
+        .where(MachineRow.hostname == "", RunRow.imported.is_(True), RunRow.label != "")
+        .order_by(RunRow.captured_at, RunRow.id)
+    )
+    return {key: label for key, label in rows}
 
 
 def machine_history(engine: Engine, machine: str, *, golden: str = DEFAULT_GOLDEN,
@@ -287,4 +307,4 @@ def _cases(session: Session, pk: int) -> tuple[CaseResult, ...]:
             weight_digest=o.weight_digest, output=output, layers=layers, time_axis=o.time_axis, repeats=repeats,
             repeat_identical=identical, seconds=seconds, error=o.error,
         ))
-    return tuple(cases)
+    return own_blob.with_own(session, cases)

@@ -113,6 +113,9 @@ class MachineSummary:
     first_seen: datetime
     last_seen: datetime
     run_count: int
+    # What to call it: the hostname; for an imported environment (a collect_env report names no host)
+    # the label of its newest run, which says what the report describes; else the start of its key.
+    name: str = ""
 
 
 @dataclass(frozen=True)

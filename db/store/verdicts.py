@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from driftboard.core.run import Run
 from driftboard.db.models import GoldenRow, RunRow, VerdictRow
-from driftboard.db.session import transaction
+from driftboard.db.session import read_only_reason, transaction
 from driftboard.db.store.arrays import DbArrays
 from driftboard.db.store.queries import load_run, policy_key, run_pk, same_suite
 from driftboard.db.store.results import DEFAULT_GOLDEN, DEFAULT_POLICY, VerdictSummary
@@ -91,8 +91,8 @@ def _judge(engine: Engine, golden_pk: int, golden_name: str, pk: int, run_name: 
 
 
 def _keep_verdicts(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
+    if not rows or read_only_reason(engine) is not None:
+        return  # a database opened read-only is judged on every read, and still read
     with transaction(engine, write=True) as session:
         # The golden may have changed (or a run gone) while comparing: keep only what still applies.
         goldens = set(session.execute(select(GoldenRow.run_pk).where(
