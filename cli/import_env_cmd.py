@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
+from driftboard.cli.options import tags_option
+
 
 @click.command("import-env")
 @click.argument("source", type=click.Path(allow_dash=True, dir_okay=False, path_type=Path))
 @click.option("--label", default="", help="Label for the imported environment (default: what the report "
               "names: GPU or CPU, OS and torch, e.g. 'collect_env: NVIDIA A100 · Ubuntu 22.04 · torch 2.5.1').")
 @click.option("--note", default="", help="Where the report came from, e.g. an issue URL.")
-@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@tags_option
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Bundle file to write (default: ./driftboard-runs/<run id>.driftboard).")
 @click.option("--push", "push", is_flag=True, help="Also store it in the database (see --db).")

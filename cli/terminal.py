@@ -62,6 +62,9 @@ def run_table(run: Run) -> Table:
     for case in run.cases:
         if case.error:
             result = Text(f"error: {case.error}", style="red")
+        elif case.output is None and case.own is not None and case.own.outputs:  # an output kept as statistics
+            stats = case.own.outputs[0].stats
+            result = Text(f"{list(stats.shape)} {stats.sha256[:12]} (statistics)")
         else:
             result = Text(f"{list(case.output.shape)} {case.output.sha256[:12]}" if case.output else "-")
         repeats = Text(f"{case.repeats}× identical" if case.repeat_identical else f"{case.repeats}× DIFFER",
@@ -78,10 +81,34 @@ def counts_line(run: Run) -> str:
             f"{nondeterministic} not repeatable in-process; {errors} failed")
 
 
+def own_lines(run: Run) -> list[str]:
+    """What a capture of the team's own models recorded, and the full-mode cap when it was reached."""
+    own = [c for c in run.cases if c.own is not None]
+    if not own:
+        return []
+    mode = own[0].own.layers if own[0].own else "statistics"
+    calls = sum(len(c.own.modules) for c in own if c.own)
+    lines = [f"{len(own)} own case(s) ({', '.join(dict.fromkeys(c.case_id for c in own))}); {calls:,} module calls "
+             f"recorded ({mode})"]
+    layers = run.settings.get("layers") if isinstance(run.settings.get("layers"), dict) else {}
+    if mode == "full" and layers.get("cap_hit"):
+        kept = [f"{c.case_id}: {m.label}" for c in own if c.own for m in c.own.modules
+                if any(t.array is None for t in m.tensors)]
+        shown = "; ".join(kept[:5]) + (f"; … {len(kept) - 5} more" if len(kept) > 5 else "")
+        lines.append(f"--layers full reached its cap of {fmt_bytes(int(layers.get('cap_bytes', 0)))} of whole tensors: "
+                     f"{len(kept)} module call(s) kept as statistics ({shown})")
+    dropped = sum(c.own.modules_dropped for c in own if c.own)
+    if dropped:
+        lines.append(f"{dropped:,} module calls past the recording budget were not recorded")
+    return lines
+
+
 def print_capture_summary(run: Run, path: Path, seconds: float) -> None:
     console.print(f"[bold]driftboard capture[/] {run.run_id} (variant {run.variant}) in {seconds:.1f} s")
     console.print(Text(environment_line(run)))
     console.print(counts_line(run))
+    for line in own_lines(run):
+        console.print(Text(line))
     # soft_wrap: rich word-wraps at any Unicode space, the size's no-break space included
     console.print(f"fingerprint {run.fingerprint_digest[:16]} · bundle {path} ({fmt_bytes(path.stat().st_size)})",
                   soft_wrap=True)

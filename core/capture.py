@@ -1,11 +1,13 @@
-"""Run the reference suite on this machine and build a run.
+"""Run the reference suite (and the team's own models) on this machine and build a run.
 
 Each case runs on every available device and dtype, several times in one
 process; whether those repeats were bitwise identical is recorded, since
 run-to-run nondeterminism on one machine is a different finding from drift
 between machines. Settings variants (one thread, oneDNN off, deterministic
 algorithms, TF32 on GPU) change torch's numerics knobs so a single machine can
-show which of its knobs change its numbers.
+show which of its knobs change its numbers. The team's own models (a cases
+file, ``--model``) run after the suite, through ``core/own_cases.py``, which is
+the only place user code is imported.
 
 This module imports torch: it is the capture path.
 """
@@ -16,7 +18,7 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from driftboard.core import inputs, suite
+from driftboard.core import inputs, own_cases, suite
+from driftboard.core.case_spec import CaseSpec
 from driftboard.core.errors import DriftboardError
+from driftboard.core.redact import redact_text
 from driftboard.core.run import ArrayRef, CaseResult, MemoryArrays, Run
 from driftboard.core.version import __version__
 
@@ -37,6 +41,10 @@ _CAPABILITY_ORDER = ("default", "avx2", "avx512")
 
 # A recorded layer output above this many elements keeps only its final state.
 _LAYER_ELEMENTS = 4096
+
+SUITES = ("all", "reference", "own")  # --suite: the reference suite, the team's own models, or both
+LAYERS_CAP = 64 * 2**20  # --layers full keeps module outputs whole up to this many bytes per run
+_BUNDLE_ROOM = 56 * 2**20  # raw array bytes a bundle can hold and stay under the reader's 64 MiB file limit
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,14 @@ class CaptureOptions:
     tags: tuple[str, ...] = ()
     note: str = ""
     anonymize: bool = False
+    suite: str = "all"  # all, reference or own
+    models: tuple[str, ...] = ()  # --model path/to/file.py:factory or package.module:factory
+    cases_file: str | None = None  # None: found by itself (own_cases.find_cases_file) unless discover is off
+    discover_cases: bool = True
+    own_specs: tuple[CaseSpec, ...] = ()  # cases given as objects (driftboard.capture_model)
+    layers: str = "statistics"  # statistics, full or none
+    layers_cap: int = LAYERS_CAP
+    case_timeout: float | None = own_cases.DEFAULT_TIMEOUT
 
 
 def cpu_capability() -> str:
@@ -193,20 +209,45 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
-def plan(options: CaptureOptions) -> list[tuple[suite.Case, str, str]]:
-    """(case, device, dtype) triples the capture will run, in suite order."""
+def plan(options: CaptureOptions, own: Sequence[CaseSpec] = ()) -> list[tuple[suite.Case, str, str]]:
+    """(case, device, dtype) triples of the reference suite the capture will run, in suite order."""
     available = suite.devices()
     devices = list(options.devices or available)
     missing = [d for d in devices if d not in available]
     if missing:
         raise DriftboardError(f"device {missing[0]} is not available here (available: {', '.join(available)})")
-    cases = suite.CASES
+    if options.suite not in SUITES:
+        raise DriftboardError(f"unknown suite {options.suite!r}; expected one of {', '.join(SUITES)}")
+    cases = suite.CASES if options.suite != "own" else ()
     if options.case_ids:
-        unknown = [c for c in options.case_ids if c not in {case.case_id for case in suite.CASES}]
+        known = [c.case_id for c in cases] + [spec.name for spec in own]
+        unknown = [c for c in options.case_ids if c not in known]
         if unknown:
-            raise DriftboardError(f"unknown case {unknown[0]!r}; known: {', '.join(c.case_id for c in suite.CASES)}")
-        cases = tuple(c for c in suite.CASES if c.case_id in options.case_ids)
+            raise DriftboardError(f"unknown case {unknown[0]!r}; known: {', '.join(known) or 'none'}")
+        cases = tuple(c for c in cases if c.case_id in options.case_ids)
     return [(case, device, dtype) for device in devices for case in cases for dtype in suite.dtypes_for(case, device)]
+
+
+def own_specs(options: CaptureOptions) -> list[CaseSpec]:
+    """The team's own cases this capture runs: imports the cases file and ``--model`` factories (user code)."""
+    if options.layers not in own_cases.LAYER_MODES:
+        raise DriftboardError(f"unknown layers mode {options.layers!r}; expected one of {', '.join(own_cases.LAYER_MODES)}")
+    if options.suite == "reference":
+        return []
+    specs = list(options.own_specs)
+    path = options.cases_file or (own_cases.find_cases_file() if options.discover_cases else None)
+    if path is not None:
+        specs += own_cases.load_cases_file(path)
+    specs += [own_cases.load_model(text) for text in options.models]
+    own_cases.check_names(specs, {case.case_id for case in suite.CASES})
+    if options.suite == "own" and not specs:
+        raise DriftboardError(f"--suite own, but there is no {own_cases.CASES_FILE} here or at the repository root "
+                              "and no --model: declare a case first (see examples/driftboard_cases.py)")
+    return specs
+
+
+def _stored_bytes(arrays: MemoryArrays) -> int:
+    return sum(len(blob) for blob in arrays.blobs.values())
 
 
 def capture(options: CaptureOptions = CaptureOptions(),
@@ -218,10 +259,25 @@ def capture(options: CaptureOptions = CaptureOptions(),
         raise DriftboardError(f"repeats must be at least 1, got {options.repeats}")
     settings = apply_variant(options.variant, options.deterministic)
     settings["repeats"] = options.repeats
-    todo = plan(options)
+    own = own_specs(options)  # user code is imported here, after driftboard's own modules and torch
+    suite_todo = plan(options, own)
+    own = [spec for spec in own if not options.case_ids or spec.name in options.case_ids]
+    todo: list[Any] = [*suite_todo, *((spec, "own", options.layers) for spec in own)]
     arrays = MemoryArrays()
     steps: Iterable[Any] = progress(todo, len(todo)) if progress else todo
-    cases = tuple(run_case(case, device, dtype, options.repeats, arrays) for case, device, dtype in steps)
+    results: list[CaseResult] = []
+    budget = None
+    for item, device, dtype in steps:
+        if isinstance(item, CaseSpec):
+            budget = budget or own_cases.Budget(options.layers_cap, room_left=max(0, _BUNDLE_ROOM - _stored_bytes(arrays)))
+            run_options = own_cases.OwnOptions(options.layers, options.repeats, options.case_timeout, options.devices)
+            results += own_cases.run_case(item, run_options, arrays, budget, suite.devices())
+        else:
+            results.append(run_case(item, device, dtype, options.repeats, arrays))
+    cases = tuple(results)
+    if own:
+        settings["layers"] = {"mode": options.layers, "cap_bytes": options.layers_cap,
+                              "cap_hit": bool(budget and budget.hit)}
     fingerprint = collect_fingerprint(label=options.label, tags=options.tags, note=options.note,
                                       anonymize=options.anonymize)
     now = datetime.now(UTC)
@@ -235,9 +291,9 @@ def capture(options: CaptureOptions = CaptureOptions(),
         fingerprint_digest=fingerprint_digest(fingerprint),
         cases=cases,
         settings=settings,
-        label=options.label,
-        tags=options.tags,
-        note=options.note,
+        label=redact_text(options.label),  # the fingerprint's copies are redacted by collect_fingerprint
+        tags=tuple(redact_text(tag) for tag in options.tags),
+        note=redact_text(options.note),
         tool_version=__version__,
     )
     return run, arrays

@@ -59,6 +59,14 @@ class NotFoundError(DriftboardError):
     """A run, machine or golden asked for does not exist."""
 
 
+class CaseError(DriftboardError):
+    """A case of the team's own models is declared with something driftboard cannot use."""
+
+
+class CasesFileError(DriftboardError):
+    """A cases file or a ``--model`` factory cannot be found or imported; the message names the file and line."""
+
+
 class OutputError(DriftboardError):
     """A file driftboard was asked to write cannot be written (read-only place, full disk, a directory)."""
 

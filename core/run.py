@@ -95,6 +95,103 @@ class MemoryArrays:
 
 
 @dataclass(frozen=True)
+class TensorStats:
+    """One tensor summarised: enough to tell equal from different, and by how much, without its elements.
+
+    ``sha256`` is over the stored bytes (as ``encode_array`` writes them), so it
+    equals the digest of the whole array when that is kept too. ``min`` to
+    ``l2`` are over the finite elements, computed in float64 (None when there
+    are none or the dtype is not a number); ``sample`` holds the elements at
+    fixed positions (``sample_positions``), non-finite ones as NaN or ±inf.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    sha256: str
+    nonfinite: int = 0
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    l1: float | None = None
+    l2: float | None = None
+    sample: tuple[float, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def sample_positions(size: int, count: int) -> list[int]:
+    """Flat indices of a fixed sample of ``count`` elements, evenly spread: the same on every machine."""
+    if size <= count:
+        return list(range(size))
+    if count <= 1:
+        return [0][:count]
+    return [i * (size - 1) // (count - 1) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One tensor of an output or a module call: where it sits, its statistics, and the array when kept whole."""
+
+    path: str  # inside the output: "" for a lone tensor, "[0]", "[1][0]", "['logits']"
+    stats: TensorStats
+    array: ArrayRef | None = None
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One call of one module during the forward, in execution order (forward hooks)."""
+
+    name: str  # qualified name as ``named_modules`` gives it; "" is the model itself
+    call: int  # 1 for the module's first call in the forward, 2 for its second (a shared layer, a loop)
+    type: str  # the module's class name
+    tensors: tuple[TensorRecord, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How people read it: ``encoder.layers.3.self_attn (MultiheadAttention), call 1``."""
+        return module_label(self.name, self.type, self.call)
+
+
+def module_label(name: str, type_name: str, call: int) -> str:
+    return f"{name or '(model)'} ({type_name}), call {call}"
+
+
+LAYER_MODES = ("statistics", "full", "none")
+
+
+@dataclass(frozen=True)
+class OwnResult:
+    """What a case from the team's own models recorded besides the suite's fields.
+
+    ``outputs`` are every tensor of the model's output (any nesting); ``modules``
+    one record per module call. Neither holds timings, so equal numbers give an
+    equal ``OwnResult`` on every machine.
+    """
+
+    source: str  # where the factory lives, e.g. "driftboard_cases.py:encoder"
+    layers: str  # how module calls were recorded: statistics, full or none
+    outputs: tuple[TensorRecord, ...]
+    modules: tuple[ModuleCall, ...] = ()
+    autocast: str | None = None  # the autocast dtype the forward ran under, if any
+    tolerance: str | None = None  # the tolerance policy the case declares (``parse_policy`` text)
+    weights_rng: bool = False  # the weights depend on torch's random stream (seeded default init)
+    modules_dropped: int = 0  # module calls past the recording budget, not recorded
+    title: str = ""
+    inputs_rng: bool = False  # the inputs depend on torch's random stream (torch.randn)
+    hooks_change_output: bool = False  # the forward with hooks computed other outputs than the plain one
+
+    def refs(self) -> list[tuple[str, ArrayRef]]:
+        """(field, array) of every tensor kept whole, outputs first."""
+        found = [(f"own.outputs[{i}].array", t.array) for i, t in enumerate(self.outputs) if t.array is not None]
+        for i, module in enumerate(self.modules):
+            found += [(f"own.modules[{i}].tensors[{j}].array", t.array)
+                      for j, t in enumerate(module.tensors) if t.array is not None]
+        return found
+
+
+@dataclass(frozen=True)
 class CaseResult:
     """One reference case on one device and dtype.
 
@@ -116,15 +213,26 @@ class CaseResult:
     repeat_identical: bool = True
     seconds: float = 0.0
     error: str | None = None
+    own: OwnResult | None = None  # set for a case of the team's own models, None for a suite case
 
     @property
     def key(self) -> tuple[str, str, str]:
         """(case id, device, dtype); with the run's suite version, the comparison key."""
         return (self.case_id, self.device, self.dtype)
 
+    @property
+    def kind(self) -> str:
+        """``suite`` for a reference-suite case, ``own`` for one of the team's own models."""
+        return "suite" if self.own is None else "own"
+
     def refs(self) -> list[ArrayRef]:
-        refs = [self.output] if self.output is not None else []
-        return refs + [ref for _, ref in self.layers]
+        return [ref for _, ref in self.named_refs()]
+
+    def named_refs(self) -> list[tuple[str, ArrayRef]]:
+        """(manifest field, array) of every array the case references."""
+        refs = [("output", self.output)] if self.output is not None else []
+        refs += [(f"layers[{j}]", ref) for j, (_, ref) in enumerate(self.layers)]
+        return refs + (self.own.refs() if self.own is not None else [])
 
 
 @dataclass(frozen=True)

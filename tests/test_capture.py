@@ -77,7 +77,7 @@ def test_show_prints_summary(captured: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "lstm_2layer" in result.output and "ci box" in result.output
     as_json = CliRunner().invoke(cli, ["show", "--json", str(captured)])
-    assert json.loads(as_json.output)["schema_version"] == 1
+    assert json.loads(as_json.output)["schema_version"] == 2  # 2: cases of the team's own models
 
 
 def test_variants_apply_and_record_settings() -> None:

@@ -1,9 +1,10 @@
 """Compare two runs case by case: verdicts, metrics, environment diff, likely causes.
 
-Cases are matched on (suite id and version, case id, device, dtype). For each
-matched pair the checks run in the order ``torch.testing`` uses (can it be
+Cases are matched on (suite id and version, case id, device, dtype); cases of
+the team's own models on (case name, device, dtype) whatever the suite. For
+each matched pair the checks run in the order ``torch.testing`` uses (can it be
 compared at all, then shape, then dtype, then values), and arrays are decoded
-only when the output digests differ.
+only when the output digests differ. Own cases are judged by ``own.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 from driftboard.core.compare.causes import LikelyCause, likely_causes
 from driftboard.core.compare.envdiff import EnvDiff, diff_environments
 from driftboard.core.compare.metrics import LayerDivergence, Metrics, compare_arrays
+from driftboard.core.compare.own import ModuleChange, OutputChange, judge_own
 from driftboard.core.compare.policy import DEFAULT_POLICY, Policy
+from driftboard.core.compare.tolerance import IDENTICAL_PASS, PassingTolerance, from_arrays, policy_atol
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.run import ArraySource, CaseResult, Run
 
@@ -35,6 +38,17 @@ class CaseComparison:
     layers: tuple[LayerDivergence, ...] = ()
     first_divergent_layer: str | None = None
     remarks: tuple[str, ...] = ()  # what else was seen: the first divergent layer, nondeterminism
+    kind: str = "suite"  # "own": a case of the team's own models
+    differs: tuple[str, ...] = ()  # what kept it from being judged: weights, inputs, autocast, model
+    outputs: tuple[OutputChange, ...] = ()  # own cases: each output tensor
+    modules: tuple[ModuleChange, ...] = ()  # own cases: each module call, in execution order
+    passing: PassingTolerance | None = None  # the smallest tolerance that would have passed
+    case_tolerance: str | None = None  # the tolerance the case declares, used instead of the policy
+
+    @property
+    def first_divergent_module(self) -> ModuleChange | None:
+        """The first module call (execution order) whose outputs differ: where the drift starts."""
+        return next((m for m in self.modules if not m.identical), None)
 
     @property
     def detail(self) -> str:
@@ -85,6 +99,13 @@ class CaseComparison:
             "nondeterministic": self.nondeterministic,
             "first_divergent_layer": self.first_divergent_layer,
             "layers": [layer.to_json() for layer in self.layers],
+            "kind": self.kind,
+            "differs": list(self.differs),
+            "case_tolerance": self.case_tolerance,
+            "smallest_passing": self.passing.to_json() if self.passing else None,
+            "first_divergent_module": self.first_divergent_module.to_json() if self.first_divergent_module else None,
+            "outputs": [o.to_json() for o in self.outputs],
+            "modules": [m.to_json() for m in self.modules],
         }
 
 
@@ -217,20 +238,15 @@ def compare_runs(
     elif (baseline.suite_id, baseline.suite_version) != (candidate.suite_id, candidate.suite_version):
         notes.append(
             f"suites differ (baseline {baseline.suite_id} v{baseline.suite_version}, candidate "
-            f"{candidate.suite_id} v{candidate.suite_version}): no case can be matched, so every case is "
+            f"{candidate.suite_id} v{candidate.suite_version}): no reference case can be matched, so every one is "
             "reported missing on the other side"
         )
-        cases = [_missing(c, Verdict.MISSING_IN_CANDIDATE) for c in old.values()]
-        cases += [_missing(c, Verdict.MISSING_IN_BASELINE) for c in new.values()]
+        cases = [_missing(c, Verdict.MISSING_IN_CANDIDATE) for c in old.values() if c.own is None]
+        cases += [_missing(c, Verdict.MISSING_IN_BASELINE) for c in new.values() if c.own is None]
+        cases += _matched({k: c for k, c in old.items() if c.own is not None}, baseline_arrays,
+                          {k: c for k, c in new.items() if c.own is not None}, candidate_arrays, policy)
     else:
-        cases = []
-        for key in old.keys() | new.keys():
-            if key not in new:
-                cases.append(_missing(old[key], Verdict.MISSING_IN_CANDIDATE))
-            elif key not in old:
-                cases.append(_missing(new[key], Verdict.MISSING_IN_BASELINE))
-            else:
-                cases.append(compare_case(old[key], baseline_arrays, new[key], candidate_arrays, policy))
+        cases = _matched(old, baseline_arrays, new, candidate_arrays, policy)
     cases.sort(key=lambda c: (c.key, c.verdict.severity))
     env = diff_environments(baseline.fingerprint, candidate.fingerprint)
     return RunComparison(
@@ -244,6 +260,19 @@ def compare_runs(
     )
 
 
+def _matched(old: dict[CaseKey, CaseResult], old_arrays: ArraySource, new: dict[CaseKey, CaseResult],
+             new_arrays: ArraySource, policy: Policy) -> list[CaseComparison]:
+    cases = []
+    for key in old.keys() | new.keys():
+        if key not in new:
+            cases.append(_missing(old[key], Verdict.MISSING_IN_CANDIDATE))
+        elif key not in old:
+            cases.append(_missing(new[key], Verdict.MISSING_IN_BASELINE))
+        else:
+            cases.append(compare_case(old[key], old_arrays, new[key], new_arrays, policy))
+    return cases
+
+
 def _missing(case: CaseResult, verdict: Verdict) -> CaseComparison:
     on_baseline = verdict is Verdict.MISSING_IN_CANDIDATE
     return CaseComparison(
@@ -252,11 +281,14 @@ def _missing(case: CaseResult, verdict: Verdict) -> CaseComparison:
         finding=f"only in the {'baseline' if on_baseline else 'candidate'}",
         baseline_repeat_identical=case.repeat_identical if on_baseline else None,
         candidate_repeat_identical=None if on_baseline else case.repeat_identical,
+        kind=case.kind,
     )
 
 
 def compare_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource, policy: Policy) -> CaseComparison:
     """One matched case (same key on both sides)."""
+    if old.own is not None or new.own is not None:
+        return _own_case(old, old_arrays, new, new_arrays, policy)
     verdict, finding, metrics = _judge(old, old_arrays, new, new_arrays, policy)
     layers = _layers(old, old_arrays, new, new_arrays) if verdict.changed or verdict is Verdict.IDENTICAL else ()
     first = next((layer.name for layer in layers if not layer.identical), None)
@@ -278,6 +310,58 @@ def compare_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_
         layers=layers,
         first_divergent_layer=first,
         remarks=tuple(remarks),
+        differs=_differs(old, new) if verdict is Verdict.INPUTS_DIFFER else (),
+        passing=_passing(old, old_arrays, new, new_arrays, policy, verdict),
+    )
+
+
+def _differs(old: CaseResult, new: CaseResult) -> tuple[str, ...]:
+    return tuple(name for name, a, b in (("weights", old.weight_digest, new.weight_digest),
+                                         ("inputs", old.input_digest, new.input_digest)) if a != b)
+
+
+def _passing(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource, policy: Policy,
+             verdict: Verdict) -> PassingTolerance | None:
+    """The smallest tolerance the outputs would have passed (changed outputs are read once more, in chunks)."""
+    if verdict is Verdict.IDENTICAL:
+        return IDENTICAL_PASS
+    if not verdict.changed or old.output is None or new.output is None:
+        return None
+    dtype = old.output.dtype
+    return from_arrays(old_arrays.load(old.output), new_arrays.load(new.output), dtype, policy_atol(policy, dtype))
+
+
+def _own_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource,
+              policy: Policy) -> CaseComparison:
+    judged = judge_own(old, old_arrays, new, new_arrays, policy)
+    remarks = list(judged.remarks)
+    first = judged.first_divergent
+    if first is not None:
+        unaffected = "" if judged.verdict.changed else " (the output is unaffected)"
+        if judged.verdict.changed or judged.verdict is Verdict.IDENTICAL:
+            remarks.insert(0, f"first divergent module {first.label}{unaffected}")
+    if judged.passing is not None and judged.verdict.changed:
+        remarks.append(judged.passing.text)
+    if judged.case_tolerance:
+        remarks.append(f"judged under the case's own tolerance {judged.case_tolerance}")
+    for side, case in (("baseline", old), ("candidate", new)):
+        if not case.repeat_identical:
+            remarks.append(f"nondeterministic on the {side} ({case.repeats} repeats differed)")
+    return CaseComparison(
+        key=old.key,
+        verdict=judged.verdict,
+        finding=judged.finding,
+        metrics=judged.metrics,
+        baseline_repeat_identical=old.repeat_identical,
+        candidate_repeat_identical=new.repeat_identical,
+        first_divergent_layer=first.label if first is not None else None,
+        remarks=tuple(remarks),
+        kind="own",
+        differs=judged.differs,
+        outputs=judged.outputs,
+        modules=judged.modules,
+        passing=judged.passing,
+        case_tolerance=judged.case_tolerance,
     )
 
 

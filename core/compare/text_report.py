@@ -14,7 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from driftboard.core.compare.metrics import Metrics, WorstElement
+from driftboard.core.compare.own import Change
 from driftboard.core.compare.runs import CaseComparison, RunComparison
+
+MODULE_ROWS = 200  # module calls listed in a case report; the JSON holds them all
 
 
 def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_rows: int = 10) -> str:
@@ -22,6 +25,12 @@ def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_ro
     m = case.metrics
     if m is not None and case.verdict.changed:
         lines += [""] + ["  " + line for line in _figures(m)]
+    if case.passing is not None and case.verdict.changed:
+        lines.append(f"  Smallest tolerance that passes: {case.passing.text}")
+    if len(case.outputs) > 1:
+        lines += ["", "  Outputs:"] + [f"    {o.path or '(top)'}: {_change(o.change)}" for o in case.outputs]
+    if case.modules:
+        lines += [""] + _module_lines(case)
     if case.layers:
         lines += ["", "  Layers (forward order):"]
         for layer in case.layers:
@@ -37,6 +46,31 @@ def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_ro
         lines += ["", f"  Worst elements ({min(len(worst), max_rows)} of {changed} changed, by ULP distance):"]
         lines += ["    " + row for row in _table(worst[:max_rows], case.dtype)]
     return "\n".join(lines)
+
+
+def _module_lines(case: CaseComparison) -> list[str]:
+    changed = sum(not m.identical for m in case.modules)
+    first = case.first_divergent_module
+    head = f"  Module calls (execution order): {len(case.modules)}, {changed} differ"
+    lines = [head + (f"; first divergent: {first.label}" if first is not None else "")]
+    for module in case.modules[:MODULE_ROWS]:
+        marker = "  <- first divergent" if module is first else ""
+        lines.append(f"    {module.label}: {_change(module.change)}{marker}")
+    if len(case.modules) > MODULE_ROWS:
+        lines.append(f"    … {len(case.modules) - MODULE_ROWS} more (every call is in --json)")
+    return lines
+
+
+def _change(change: Change) -> str:
+    if change.identical:
+        return "identical"
+    parts = [change.note] if change.note else []
+    if change.elementwise:
+        parts.append(f"rel L2 error {_num(change.rel_error)}, max abs {_num(change.max_abs)}, max {change.ulp_max} ULP")
+    elif change.l2_rel is not None or change.max_change is not None:
+        parts.append(f"L2 {_num(change.l2_rel)} relative, min/max/mean moved {_num(change.min_change)} / "
+                     f"{_num(change.max_change)} / {_num(change.mean_change)}")
+    return "; ".join(parts) or "digests differ"
 
 
 def _figures(m: Metrics) -> list[str]:

@@ -1,0 +1,222 @@
+"""The manifest form of a case of the team's own models (``cases[i].own``), written and checked.
+
+Bundles from other machines are untrusted: every field is type-checked, every
+list is bounded, and a kept array must agree with the statistics recorded for
+the same tensor (digest, dtype, shape). Problems raise a ``BundleError`` naming
+the field, as for the rest of the manifest (``core/bundle.py``). The database
+keeps the same JSON (``db/store/own_blob.py``) and reads it back through here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from driftboard.core.errors import BundleError, BundleTooLargeError, PolicyError
+from driftboard.core.run import LAYER_MODES, ModuleCall, OwnResult, TensorRecord, TensorStats
+
+if TYPE_CHECKING:
+    from driftboard.core.bundle import Limits
+
+MAX_OUTPUTS = 1024  # tensors in one case's output
+MAX_CALL_TENSORS = 64  # tensors recorded for one module call
+MAX_SAMPLE = 64  # sampled elements of one tensor
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+AUTOCAST_DTYPES = ("float16", "bfloat16")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def own_json(own: OwnResult) -> dict[str, Any]:
+    return {
+        "source": own.source,
+        "title": own.title,
+        "layers": own.layers,
+        "autocast": own.autocast,
+        "tolerance": own.tolerance,
+        "weights_rng": own.weights_rng,
+        "inputs_rng": own.inputs_rng,
+        "hooks_change_output": own.hooks_change_output,
+        "modules_dropped": own.modules_dropped,
+        "outputs": [_record_json(t) for t in own.outputs],
+        "modules": [{"name": m.name, "call": m.call, "type": m.type, "tensors": [_record_json(t) for t in m.tensors]}
+                    for m in own.modules],
+    }
+
+
+def _record_json(record: TensorRecord) -> dict[str, Any]:
+    return {"path": record.path, "stats": stats_json(record.stats),
+            "array": record.array.to_json() if record.array is not None else None}
+
+
+def stats_json(s: TensorStats) -> dict[str, Any]:
+    return {"shape": list(s.shape), "dtype": s.dtype, "sha256": s.sha256, "nonfinite": s.nonfinite,
+            "min": s.min, "max": s.max, "mean": s.mean, "l1": s.l1, "l2": s.l2,
+            "sample": [_sample_json(v) for v in s.sample]}
+
+
+def _sample_json(value: float) -> float | str:
+    """JSON has no NaN or infinity: those are written as the strings ``nan``, ``inf``, ``-inf``."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+# ---------------------------------------------------------------- reading
+
+
+class Budget:
+    """Module calls still allowed in the bundle being read: one bound for all its cases."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.limit = limit
+
+    def take(self, count: int, path: str) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise BundleTooLargeError(path, f"more than {self.limit:,} module calls in the bundle")
+
+
+def own_from_json(obj: Any, path: str, limits: Limits, budget: Budget | None = None) -> OwnResult:
+    """An ``OwnResult`` from its manifest form, checking every field it reads."""
+    from driftboard.core.bundle import _get, _kind, _string
+
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    budget = budget or Budget(limits.module_calls)
+    layers = _string(obj, "layers", path, max_len=16)
+    if layers not in LAYER_MODES:
+        raise BundleError(f"{path}.layers", f"{layers[:40]!r} is not one of {', '.join(LAYER_MODES)}")
+    autocast = _get(obj, "autocast", path, str, optional=True)
+    if autocast is not None and autocast not in AUTOCAST_DTYPES:
+        raise BundleError(f"{path}.autocast", f"{autocast[:40]!r} is not one of {', '.join(AUTOCAST_DTYPES)}")
+    tolerance = _get(obj, "tolerance", path, str, optional=True)
+    if tolerance is not None:
+        _check_policy(tolerance, f"{path}.tolerance")
+    dropped = _get(obj, "modules_dropped", path, int)
+    if dropped < 0:
+        raise BundleError(f"{path}.modules_dropped", f"expected a non-negative integer, got {dropped}")
+    outputs_json = _bounded_list(obj, "outputs", path, MAX_OUTPUTS)
+    modules_json = _get(obj, "modules", path, list)
+    budget.take(len(modules_json), f"{path}.modules")
+    return OwnResult(
+        source=_string(obj, "source", path, max_len=512),
+        title=_string(obj, "title", path, max_len=200),
+        layers=layers,
+        outputs=tuple(_record(t, f"{path}.outputs[{i}]", limits) for i, t in enumerate(outputs_json)),
+        modules=tuple(_module(m, f"{path}.modules[{i}]", limits) for i, m in enumerate(modules_json)),
+        autocast=autocast,
+        tolerance=tolerance,
+        weights_rng=_get(obj, "weights_rng", path, bool),
+        inputs_rng=_get(obj, "inputs_rng", path, bool),
+        hooks_change_output=_get(obj, "hooks_change_output", path, bool),
+        modules_dropped=dropped,
+    )
+
+
+def _check_policy(text: str, path: str) -> None:
+    from driftboard.core.compare.policy import parse_policy
+
+    if len(text) > 100:
+        raise BundleError(path, "longer than 100 characters")
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        raise BundleError(path, str(exc)) from None
+
+
+def _bounded_list(obj: dict[str, Any], key: str, path: str, bound: int) -> list[Any]:
+    from driftboard.core.bundle import _get
+
+    found = _get(obj, key, path, list)
+    if len(found) > bound:
+        raise BundleTooLargeError(f"{path}.{key}", f"{len(found):,} entries, more than {bound:,}")
+    return found
+
+
+def _module(obj: Any, path: str, limits: Limits) -> ModuleCall:
+    from driftboard.core.bundle import _get, _kind, _string
+
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    call = _get(obj, "call", path, int)
+    if call < 1:
+        raise BundleError(f"{path}.call", f"expected a call number of at least 1, got {call}")
+    tensors = _bounded_list(obj, "tensors", path, MAX_CALL_TENSORS)
+    return ModuleCall(
+        name=_string(obj, "name", path, max_len=512),
+        call=call,
+        type=_string(obj, "type", path, max_len=128),
+        tensors=tuple(_record(t, f"{path}.tensors[{i}]", limits) for i, t in enumerate(tensors)),
+    )
+
+
+def _record(obj: Any, path: str, limits: Limits) -> TensorRecord:
+    from driftboard.core.bundle import _array_ref, _kind, _string
+
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    stats = stats_from_json(obj.get("stats"), f"{path}.stats")
+    raw = obj.get("array")
+    array = _array_ref(raw, f"{path}.array", limits) if raw is not None else None
+    if array is not None and (array.sha256, array.dtype, array.shape) != (stats.sha256, stats.dtype, stats.shape):
+        raise BundleError(f"{path}.array", "does not match the statistics of the same tensor (sha256, dtype, shape)")
+    return TensorRecord(path=_string(obj, "path", path, max_len=256), stats=stats, array=array)
+
+
+def stats_from_json(obj: Any, path: str) -> TensorStats:
+    from driftboard.core.bundle import _HEX64, _MAX_DIMS, _NAME, _get, _kind, _string
+
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    shape = _get(obj, "shape", path, list)
+    if len(shape) > _MAX_DIMS or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise BundleError(f"{path}.shape", f"expected at most {_MAX_DIMS} non-negative integers")
+    size = math.prod(shape)
+    nonfinite = _get(obj, "nonfinite", path, int)
+    if not 0 <= nonfinite <= size:
+        raise BundleError(f"{path}.nonfinite", f"expected 0 to {size}, got {nonfinite}")
+    sample = _get(obj, "sample", path, list)
+    if len(sample) > min(MAX_SAMPLE, size):
+        raise BundleError(f"{path}.sample", f"more than {min(MAX_SAMPLE, size)} elements")
+    return TensorStats(
+        shape=tuple(shape),
+        dtype=_string(obj, "dtype", path, _NAME),
+        sha256=_string(obj, "sha256", path, _HEX64),
+        nonfinite=nonfinite,
+        min=_number(obj, "min", path),
+        max=_number(obj, "max", path),
+        mean=_number(obj, "mean", path),
+        l1=_number(obj, "l1", path),
+        l2=_number(obj, "l2", path),
+        sample=tuple(_sample_value(v, f"{path}.sample[{i}]") for i, v in enumerate(sample)),
+    )
+
+
+def _number(obj: dict[str, Any], key: str, path: str) -> float | None:
+    from driftboard.core.bundle import _get
+
+    value = _get(obj, key, path, (int, float), optional=True)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        raise BundleError(f"{path}.{key}", "number out of range") from None
+
+
+def _sample_value(value: Any, path: str) -> float:
+    if isinstance(value, str):
+        if value not in _NONFINITE:
+            raise BundleError(path, f"expected a number, nan, inf or -inf, got {value[:20]!r}")
+        return _NONFINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BundleError(path, "expected a number, nan, inf or -inf")
+    try:
+        return float(value)
+    except OverflowError:
+        raise BundleError(path, "number out of range") from None
