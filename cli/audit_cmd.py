@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from driftboard.cli.db_cmd import db_option
+from driftboard.cli.options import policy_option
 from driftboard.core.errors import DriftboardError
 
 if TYPE_CHECKING:
@@ -38,12 +39,7 @@ it found; 2 for an unknown or ambiguous machine or bad usage.
 @click.argument("machine")
 @click.option("--golden", "golden_name", default="default", show_default=True,
               help="Name of the golden baseline the runs are judged against.")
-@click.option(
-    "--policy",
-    default="default",
-    show_default=True,
-    help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), or default (torch.testing's per-dtype rtol/atol).",
-)
+@policy_option
 @click.option("--json", "as_json", is_flag=True, help="Print the audit as a JSON document (format driftboard.audit).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write the audit as a self-contained HTML page here.")

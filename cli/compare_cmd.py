@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from driftboard.cli.db_cmd import db_option
+from driftboard.cli.options import policy_option
 from driftboard.core.errors import DriftboardError, NotFoundError
 
 if TYPE_CHECKING:
@@ -61,12 +62,7 @@ def resolve_run(spec: str, db_url: str | None = None) -> tuple[Run, ArraySource]
 @click.command(epilog=EPILOG)
 @click.argument("baseline")
 @click.argument("candidates", nargs=-1, required=True)
-@click.option(
-    "--policy",
-    default="default",
-    show_default=True,
-    help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), or default (torch.testing's per-dtype rtol/atol).",
-)
+@policy_option
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON instead of tables.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML (one testcase per case) here.")
 @click.option(

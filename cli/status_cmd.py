@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from driftboard.cli.db_cmd import db_option
+from driftboard.cli.options import policy_option
 
 if TYPE_CHECKING:
     from driftboard.core.status import TeamStatus
@@ -35,12 +36,7 @@ bad usage (a bad policy, an unreadable database).
 @click.command(epilog=EPILOG)
 @click.option("--golden", "golden_name", default="default", show_default=True,
               help="Name of the golden baseline the machines are judged against.")
-@click.option(
-    "--policy",
-    default="default",
-    show_default=True,
-    help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), or default (torch.testing's per-dtype rtol/atol).",
-)
+@policy_option
 @click.option("--json", "as_json", is_flag=True, help="Print the board as a JSON document (format driftboard.status).")
 @db_option
 def status(golden_name: str, policy: str, as_json: bool, db_url: str | None) -> None:
