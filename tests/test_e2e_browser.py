@@ -231,7 +231,7 @@ def test_hostile_labels_and_notes_are_shown_as_text_and_never_run(chromium, serv
             _assert_inert(page)
 
             # Runs: tick the newest run (the hostile one); its note is printed as typed
-            page.goto(f"{server}/")  # Runs is the default page: its address is the root
+            page.goto(f"{server}/runs")
             _tick_row(page, 0)
             expect(page.get_by_text(f"Note: {HOSTILE}", exact=True)).to_be_visible()
             _wait_done(page)
