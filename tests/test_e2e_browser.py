@@ -27,16 +27,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hostile import MARK, hostile_directory
+from serving import free_port, wait_healthy
 
 from driftboard.core.processes import driftboard_command
 
@@ -84,27 +82,6 @@ def bundles(tmp_path_factory) -> list[Path]:
     return paths
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"driftboard serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"driftboard serve not healthy after {seconds} s:\n{log.read_text()}")
-
-
 @contextmanager
 def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
     """``driftboard serve`` on a free loopback port and a new database; always stopped at the end.
@@ -112,7 +89,7 @@ def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
     It runs from a directory of look-alike ``core``/``db``/``dashboard``/``driftboard`` packages: every
     page a test opens proves the server imports only the installed driftboard.
     """
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in ("DRIFTBOARD_DATABASE_URL", "DRIFTBOARD_AUTH_FILE")}
     with log.open("w") as out:
@@ -122,7 +99,7 @@ def _serving(tmp_path: Path, *extra: str) -> Iterator[str]:
             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log)
         assert f"driftboard dashboard: {url}" in log.read_text()
         yield url
     finally:

@@ -18,7 +18,6 @@ import hashlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ if __name__ == "__main__":  # run as a worker: make the test helpers importable 
 
 import pytest  # noqa: E402
 from db_factory import SUITE, make_run  # noqa: E402
+from serving import free_port  # noqa: E402
 
 from driftboard.core.bundle import bundle_bytes  # noqa: E402
 from driftboard.core.processes import driftboard_command  # noqa: E402
@@ -601,17 +601,11 @@ def test_a_corrupt_sqlite_file_is_refused_in_one_line_and_never_written(kind, re
         assert "driftboard left it unchanged" in err, (name, err)
         assert _fingerprint(path) == before, name
         assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "team.sqlite"], name  # no -wal/-shm left
-    serve = subprocess.run([*CLI, "serve", "--db", str(path), "--port", str(_free_port())], cwd=REPO,
+    serve = subprocess.run([*CLI, "serve", "--db", str(path), "--port", str(free_port())], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2 and serve.stdout == "" and serve.stderr.count("\n") == 1, serve
     assert "driftboard left it unchanged" in serve.stderr
     assert _fingerprint(path) == before
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- worker modes

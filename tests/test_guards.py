@@ -14,15 +14,14 @@ import base64
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from serving import free_port, wait_healthy
 from streamlit.proto.BackMsg_pb2 import BackMsg
 
 from driftboard.core.processes import driftboard_command
@@ -148,12 +147,6 @@ def test_the_clear_cache_guard_drops_only_clear_cache(caplog):
 # ---------------------------------------------------------------- a real driftboard serve
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Served:
     port: int
@@ -167,7 +160,7 @@ class Served:
 def served(tmp_path_factory) -> Iterator[Served]:
     """``driftboard serve`` on loopback with one public name, as behind a TLS proxy; stopped at the end."""
     tmp = tmp_path_factory.mktemp("guards")
-    port = _free_port()
+    port = free_port()
     log = tmp / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in ("DRIFTBOARD_DATABASE_URL", "DRIFTBOARD_AUTH_FILE")}
     with log.open("w") as out:
@@ -175,7 +168,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
                                  "--public-name", PUBLIC], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        _wait_healthy(port, proc, log)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
         yield Served(port, log)
     finally:
         if proc.poll() is None:
@@ -185,21 +178,6 @@ def served(tmp_path_factory) -> Iterator[Served]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"driftboard serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"driftboard serve not healthy after {seconds} s:\n{log.read_text()}")
 
 
 def get(port: int, path: str, host: str, **headers: str) -> int:
