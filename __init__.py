@@ -41,6 +41,7 @@ __all__ = [
     "Policy",
     "RunComparison",
     "Store",
+    "Training",
     "Verdict",
     "__version__",
     "assert_same_numbers",
@@ -54,7 +55,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from driftboard.core.bundle import Bundle
-    from driftboard.core.case_spec import Case, case
+    from driftboard.core.case_spec import Case, Training, case
     from driftboard.core.compare import Policy, RunComparison, Verdict
     from driftboard.core.compare.same_numbers import NumbersDifferError
     from driftboard.core.errors import DriftboardError
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "case": "driftboard.core.case_spec",
     "Case": "driftboard.core.case_spec",
+    "Training": "driftboard.core.case_spec",
     "NumbersDifferError": "driftboard.core.compare.same_numbers",
     "Bundle": "driftboard.core.bundle",
     "read_bundle": "driftboard.core.bundle",

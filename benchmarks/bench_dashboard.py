@@ -16,6 +16,13 @@ the pages run on a copy.
    again from the database; the ``Store`` and its engine stay, as on a
    running server). Targets: Runs <= 1.5 s and Compare <= 1.5 s; Drift matrix
    for 200 runs x the default CPU suite <= 2 s; both states must meet them.
+   With own cases: two more runs whose bundles also carry the team's own
+   200-module model in statistics mode (``bench_store.own_bundle``; the
+   candidate's moved from module call 100 on) are stored in the copy, dated
+   before the fleet so the other pages see the same first rows; Compare on
+   that pair, and the drift matrix against the first of them (200 runs x the
+   suite and the own column), are timed in the same run against the same
+   targets.
 2. Memory: the peak RSS of this process after rendering every page (AppTest
    runs the pages in-process), and the RSS of a real ``driftboard serve``
    process after Chromium has opened every page through HTTP and WebSocket
@@ -40,6 +47,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,16 +119,21 @@ def bench_pages(url: str, repeats: int) -> None:
         golden = next(g for g in store.goldens("default") if g.key.device_class == "cpu")
         drifting = store.runs(RunFilter(machine="host-0001"), per_page=1).runs[0].run_id  # AVX2: drifts
         stats = store.stats()
+        own_pair = _store_own_pair(store)
     record("database: runs / machines", f"{stats.runs} / {stats.machines}")
     pages = {
-        "runs": ("app_pages/runs.py", {}),
-        "compare": ("app_pages/compare.py", {"baseline": golden.run_id, "candidate": drifting}),
-        "matrix": ("app_pages/matrix.py", {}),
-        "machines": ("app_pages/machines.py", {"machine": "host-0001"}),
+        "runs": ("app_pages/runs.py", {}, {}),
+        "compare": ("app_pages/compare.py", {"baseline": golden.run_id, "candidate": drifting}, {}),
+        "matrix": ("app_pages/matrix.py", {}, {}),
+        "machines": ("app_pages/machines.py", {"machine": "host-0001"}, {}),
+        "compare, with own cases": ("app_pages/compare.py", {"baseline": own_pair[0], "candidate": own_pair[1]}, {}),
+        "matrix, with own cases": ("app_pages/matrix.py", {}, {"matrix_baseline": own_pair[0]}),
     }
-    for name, (page, params) in pages.items():
+    for name, (page, params, session) in pages.items():
         at = AppTest.from_file(str(APP), default_timeout=300)
         at.query_params.update(params)
+        for key, value in session.items():
+            at.session_state[key] = value
         start = time.perf_counter()
         at.switch_page(page).run()  # warm-up: imports, engine, first queries
         first = time.perf_counter() - start
@@ -129,7 +142,7 @@ def bench_pages(url: str, repeats: int) -> None:
         detail = _describe(name, at)
         warm = _median_run(at, repeats, None)
         cold = _median_run(at, repeats, st.cache_data.clear)
-        target = TARGETS.get(name)
+        target = TARGETS.get(name.split(",")[0])
         label = f"{name} page{detail}"
         record(f"{label}: first run in this process", f"{first:.2f} s")
         for state, seconds in (("warm", warm), ("cold data cache", cold)):
@@ -137,8 +150,19 @@ def bench_pages(url: str, repeats: int) -> None:
                    seconds <= target if target else None)
 
 
+def _store_own_pair(store: Store) -> tuple[str, str]:
+    """Two runs with own cases (a CPU machine of the fleet, its own model moved on the second), dated before
+    the fleet: (baseline, candidate) run ids."""
+    ids = []
+    for seq, moved in ((0, False), (1, True)):
+        data = bench_store.own_bundle(0, seq, moved=moved, label="own models", run_id=f"own-models-{seq}",
+                                      created_at=bench_store.BASE_TIME - timedelta(days=2 - seq))
+        ids.append(store.ingest(data, uploader="bench").run_id)
+    return ids[0], ids[1]
+
+
 def _describe(name: str, at) -> str:
-    if name == "matrix":
+    if name.startswith("matrix"):
         fig = at.get("plotly_chart")[0].proto.spec
         import json
 
@@ -146,7 +170,7 @@ def _describe(name: str, at) -> str:
         return f" ({len(trace['y'])} runs x {len(trace['x'])} cases)"
     if name == "runs":
         return f" ({len(at.dataframe[0].value)} rows of 10,000)"
-    if name == "compare":
+    if name.startswith("compare"):
         return f" ({len(at.get('plotly_chart'))} charts)"
     return ""
 

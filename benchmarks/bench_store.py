@@ -9,7 +9,11 @@
    already stored) and every array new (worst case). Target: >= 50 bundles/s
    (median). For information, the GPU machine's suite (52 cases, 2.8 MB, every
    array new), whose validation alone (``read_bundle``) takes most of 20 ms here;
-   and with ``--postgres URL`` the same into PostgreSQL.
+   and with ``--postgres URL`` the same into PostgreSQL. With own cases: the
+   same 18-case bundles also carrying a statistics-mode record of the team's
+   own 200-module model (``own_bundle``; outputs whole, 200 module calls as
+   statistics), agreeing and every array new, measured in the same run against
+   the same target.
 2. queries: a SQLite database of 10,000 runs (200 machines x 50 runs, torch and
    driver upgrades, a GPU quarter, some drift, goldens and their verdicts),
    built once and cached under ``artifacts/bench/``. First page of runs with its
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,8 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests")]
 
 from db_factory import BASE_TIME, SUITE, make_bundle, make_run, manifest_digest  # noqa: E402
+from own_factory import chain, own_case  # noqa: E402
 
-from driftboard.core.bundle import Bundle, read_bundle  # noqa: E402
+from driftboard.core.bundle import Bundle, bundle_bytes, read_bundle  # noqa: E402
 from driftboard.core.run import MemoryArrays, Run  # noqa: E402
 from driftboard.db.store import RunFilter, Store  # noqa: E402
 
@@ -69,6 +75,21 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 # ---------------------------------------------------------------- 1. ingest
 
+OWN_MODULES = 200  # module calls of the own model: bench_own_models.py's 100 x (Linear + Tanh)
+
+
+def own_bundle(machine: int, seq: int, *, moved: bool = False, **options: object) -> bytes:
+    """``make_bundle``'s 18-case suite run plus the team's own 200-module model in statistics mode (its output
+    whole, each module call as statistics); ``moved`` changes it from module call 100 on, as drift would."""
+    import numpy as np
+
+    run, arrays = make_run(machine, seq, **options)
+    x = np.random.RandomState(0).uniform(-1, 1, (32, 64)).astype(np.float32)
+    calls = chain(x, OWN_MODULES, {100: 2.0**-20 * (1 + machine)} if moved else None)
+    case = own_case(arrays, "deep", [("", calls[-1][3])], calls)
+    return bundle_bytes(replace(run, cases=run.cases + (case,)), arrays)
+
+
 
 def bench_ingest(n: int, postgres: str | None = None) -> None:
     kinds = {
@@ -76,6 +97,9 @@ def bench_ingest(n: int, postgres: str | None = None) -> None:
         "every array new, 18 cases": [make_bundle(m, 2, drift={c: m + 1 for c in SUITE}) for m in range(n)],
         "every array new, GPU suite, 52 cases": [
             make_bundle(m, 3, drift={c: m + 1 for c in SUITE}, driver="550.54.15", **GPU_FLEET) for m in range(n)],
+        f"with own cases, fleet agrees, 18 + 1 own ({OWN_MODULES} modules)": [own_bundle(m, 4) for m in range(n)],
+        f"with own cases, every array new, 18 + 1 own ({OWN_MODULES} modules)": [
+            own_bundle(m, 5, moved=True, drift={c: m + 1 for c in SUITE}) for m in range(n)],
     }
     with tempfile.TemporaryDirectory() as tmp:
         print(f"ingest: {n} bundles of each kind into a new SQLite file, one Store.ingest each", flush=True)
@@ -89,6 +113,7 @@ def bench_ingest(n: int, postgres: str | None = None) -> None:
 
 def _ingest_kinds(store: Store, kinds: dict[str, list[bytes]], target: bool = True) -> None:
     store.ingest(make_bundle(999, 1))  # the agreeing fleet's arrays are stored already
+    store.ingest(own_bundle(999, 4))  # and so are those of the fleet that agrees with own cases
     for kind, bundles in kinds.items():
         times, cpu, validation = [], [], []
         for data in bundles:
@@ -220,6 +245,7 @@ def bench_queries(repeats: int, rebuild: bool) -> None:
             "verdict within tolerance": RunFilter(verdict="within tolerance"),
             "torch 2.5 + AVX2 + verdict + tag": RunFilter(torch="2.5", cpu_capability="avx2",
                                                           verdict="within tolerance", tags=("nightly",)),
+            "holds own case deep": RunFilter(own_case="deep"),
         }
         for name, f in filters.items():
             total = store.runs(f).total

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "capture": "driftboard.cli.capture_cmd:capture",
     "show": "driftboard.cli.show_cmd:show",
     "compare": "driftboard.cli.compare_cmd:compare",
+    "explain": "driftboard.cli.explain_cmd:explain",
     "report": "driftboard.cli.report_cmd:report",
     "db": "driftboard.cli.db_cmd:db",
     "push": "driftboard.cli.db_cmd:push",
@@ -31,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "golden": "driftboard.cli.golden_cmd:golden",
     "audit": "driftboard.cli.audit_cmd:audit",
     "status": "driftboard.cli.status_cmd:status",
+    "log": "driftboard.cli.log_cmd:log",
 }
 
 

@@ -123,7 +123,8 @@ def _print_events(console: Any, result: MachineAudit) -> None:
     table.add_column("conclusion", overflow="fold")
     for i, event in enumerate(result.events, 1):
         table.add_row(str(i), _between(event), "\n".join(_plain(c, 200) for c in event.event.changes),
-                      f"{_point(event.before)}\n→ {_point(event.after)}", _plain(event.conclusion(), 400))
+                      f"{_point(event.before)}\n→ {_point(event.after)}",
+                      _plain(event.conclusion(), 400) + (f"\nFloat64 truth: {_plain(t[1], 200)}" if (t := event.truth()) else ""))
     console.print(table)
     _print_verdict_changes(console, result.events)
 

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from driftboard.cli.options import server_options, team_server
 from driftboard.core.errors import DriftboardError
 from driftboard.core.units import fmt_bytes
 
 if TYPE_CHECKING:
     from driftboard.db.push import PushOutcome
-    from driftboard.db.store import ArrayRepair, IngestResult, RunPage, RunSummary, Store
+    from driftboard.db.remote import TeamServer
+    from driftboard.db.store import ArrayRepair, IngestResult, RunSummary
 
 
 def _db_help() -> str:
@@ -167,12 +169,14 @@ def _repair_line(array: ArrayRepair) -> str:
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @db_option
+@server_options
 @click.option("--uploader", default=None,
               help="Who is uploading, for SQLite, which knows no users (default: $DRIFTBOARD_UPLOADER, else your "
                    "login). PostgreSQL records your database login; a pusher cannot name anyone else.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quiet: bool) -> None:
-    """Store run bundles in the database.
+def push(files: tuple[Path, ...], db_url: str | None, server_url: str | None, token_file: str | None,
+         uploader: str | None, quiet: bool) -> None:
+    """Store run bundles in the database, or on a team server (--server).
 
     Each bundle is validated in full, then stored in one transaction: all of it
     or nothing. Pushing a bundle already stored changes nothing and says so. A
@@ -181,20 +185,36 @@ def push(files: tuple[Path, ...], db_url: str | None, uploader: str | None, quie
     (30 s, or $DRIFTBOARD_SQLITE_BUSY_TIMEOUT seconds), then the push stops and
     names each bundle it did not try: push them again later.
 
+    With --server the bundles go to a team server over HTTP(S) with a token
+    ($DRIFTBOARD_TOKEN or --token-file), which validates and stores them the
+    same way and records the token's member as the uploader. Failed connections
+    and server errors are retried with backoff; a retried push never stores a
+    run twice (the server knows it by its id and content).
+
     \b
     Examples:
       driftboard push laptop.driftboard
       driftboard push runs/*.driftboard --db postgresql://me@db.example.com/driftboard
+      DRIFTBOARD_TOKEN=… driftboard push runs/*.driftboard --server https://drift.example.com
     """
-    push_paths(files, db_url, uploader=uploader, quiet=quiet)
+    push_paths(files, db_url, uploader=uploader, quiet=quiet, server_url=server_url, token_file=token_file)
 
 
 def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str | None = None,
-               quiet: bool = False) -> list[IngestResult]:
+               quiet: bool = False, server_url: str | None = None,
+               token_file: str | None = None) -> list[Any]:
     """Push bundle files with ``db.push.push_files``, printing one line each; raises after all if any failed.
 
-    ``driftboard capture --push`` and ``import-env --push`` call this too.
+    ``driftboard capture --push`` and ``import-env --push`` call this too. With ``server_url`` the files go
+    to that team server: the results are then ``db.remote.PushReply`` (run id, stored, verdict), not
+    ``IngestResult``; both have ``run_id``.
     """
+    server = team_server(server_url, token_file, db_url)
+    if server is not None:
+        if uploader is not None:
+            raise DriftboardError("--uploader does not go with --server: the server records the member whose "
+                                  "token pushes")
+        return _push_to_server(server, paths, quiet=quiet)
     from driftboard.db.push import push_files
     from driftboard.db.store import Store
 
@@ -214,6 +234,27 @@ def push_paths(paths: Sequence[str | Path], db_url: str | None, *, uploader: str
     if failed:
         raise DriftboardError(f"{failed} of {len(paths)} bundle{'s' if len(paths) > 1 else ''} not stored")
     return [outcome.result for outcome in outcomes if outcome.result is not None]
+
+
+def _push_to_server(server: TeamServer, paths: Sequence[str | Path], *, quiet: bool) -> list[Any]:
+    """``push_paths`` to a team server: one line per file, the server's verdict when it judged the run."""
+    from driftboard.db.remote import RemoteOutcome, push_many
+
+    def show(outcome: RemoteOutcome) -> None:
+        reply = outcome.reply
+        if reply is None:
+            click.echo(f"{outcome.name}: {outcome.error}", err=True)
+        elif not quiet:
+            judged = f"verdict {reply.verdict} against golden {reply.golden}" if reply.verdict and reply.golden \
+                else "no golden applies"
+            click.echo(f"{outcome.name}: stored run {reply.run_id} on {server.url} ({judged})" if reply.stored
+                       else f"{outcome.name}: already stored as run {reply.run_id} on {server.url}, nothing written")
+
+    outcomes = push_many(server, paths, report=show)
+    failed = sum(1 for outcome in outcomes if outcome.reply is None)
+    if failed:
+        raise DriftboardError(f"{failed} of {len(paths)} bundle{'s' if len(paths) > 1 else ''} not stored")
+    return [outcome.reply for outcome in outcomes]
 
 
 def _pushed_line(path: str | Path, result: IngestResult) -> str:
@@ -251,6 +292,7 @@ class _When(click.ParamType):
 
 @click.command()
 @db_option
+@server_options
 @click.option("--machine", help="Only this machine (hostname or machine key).")
 @click.option("--label", help="Label contains this text (case-insensitive).")
 @click.option("--tag", "tags", multiple=True, help="Has this tag (repeatable: every one).")
@@ -269,7 +311,8 @@ class _When(click.ParamType):
 @click.option("--page", default=1, show_default=True, type=click.IntRange(1), help="Page number.")
 @click.option("--per-page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Runs per page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
-def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple[str, ...],
+def runs(db_url: str | None, server_url: str | None, token_file: str | None, machine: str | None,
+         label: str | None, tags: tuple[str, ...],
          since: date | datetime | None, until: date | datetime | None, torch: str | None, cuda: str | None,
          cudnn: str | None, driver: str | None, gpu: str | None, cpu_capability: str | None,
          variant: str | None, verdict: str | None, golden: str, policy: str, page: int, per_page: int,
@@ -286,44 +329,40 @@ def runs(db_url: str | None, machine: str | None, label: str | None, tags: tuple
       driftboard runs
       driftboard runs --machine gpu-node-3 --since 2025-01-01
       driftboard runs --torch 2.5 --gpu A100 --verdict drift --json
+      driftboard runs --server https://drift.example.com --machine gpu-node-3
     """
-    from driftboard.db.session import read_only_reason
+    server = team_server(server_url, token_file, db_url)
+    if server is not None:
+        wanted = {"machine": machine, "label": label, "tag": tags, "since": since, "until": until, "torch": torch,
+                  "cuda": cuda, "cudnn": cudnn, "driver": driver, "gpu": gpu, "cpu_capability": cpu_capability,
+                  "variant": variant, "verdict": verdict, "golden": golden if golden != "default" else None,
+                  "policy": policy if policy != "default" else None, "page": page, "per_page": per_page}
+        _print_runs(server.runs(wanted), as_json=as_json, page=page)
+        return
+    from driftboard.db.documents import runs_document, runs_page
     from driftboard.db.store import RunFilter, Store
 
     filters = RunFilter(machine=machine, label=label, tags=tags, since=since, until=until, torch=torch, cuda=cuda,
                         cudnn=cudnn, driver=driver, gpu=gpu, cpu_capability=cpu_capability, variant=variant,
                         verdict=verdict, golden=golden, policy=policy)
     with Store(db_url) as store:
-        read_only = read_only_reason(store.engine) is not None  # no verdict can be kept there
-        if verdict and not read_only:
-            store.refresh_verdicts(golden=golden, policy=policy)
-        result = store.runs(filters, page=page, per_page=per_page)
-        if read_only:
-            result = _judged_now(store, result, golden=golden, policy=policy)
-        elif not verdict and store.refresh_verdicts(golden=golden, policy=policy,
-                                                    run_ids=[r.run_id for r in result.runs]):
-            result = store.runs(filters, page=page, per_page=per_page)
-    if as_json:
-        from driftboard.core.documents import document
+        result = runs_page(store, filters, page=page, per_page=per_page)
+    _print_runs(runs_document(result), as_json=as_json, page=page)
 
-        click.echo(json.dumps(document("driftboard.runs", result.to_json()), indent=2))
+
+def _print_runs(doc: dict[str, Any], *, as_json: bool, page: int) -> None:
+    """A ``driftboard.runs`` document (from the database or a team server) as JSON, or as the table."""
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
         return
+    from driftboard.db.remote import run_page
+
+    result = run_page(doc)
     if not result.runs:
         click.echo("no runs" if result.total == 0 else f"no runs on page {page} (of {result.pages})")
         return
     click.echo(_table(result.runs))
     click.echo(f"page {result.page} of {result.pages}, {result.total} run{'s' if result.total != 1 else ''}")
-
-
-def _judged_now(store: Store, result: RunPage, *, golden: str, policy: str) -> RunPage:
-    """The page with each run's verdict computed now (a read-only database keeps none)."""
-    from dataclasses import replace
-
-    judged = []
-    for run in result.runs:
-        found = store.verdict(run.run_id, golden=golden, policy=policy) if run.verdict is None else None
-        judged.append(replace(run, verdict=found.worst) if found is not None else run)
-    return replace(result, runs=tuple(judged))
 
 
 # (title, widest cell before it is cut with "…", value). Run ids are never cut: they are typed back.

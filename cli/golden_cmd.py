@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from driftboard.cli.db_cmd import db_option
+from driftboard.cli.options import server_options, team_server
 
 
 @click.group()
@@ -48,17 +49,35 @@ def mark_golden(run_id: str, *, name: str = "default", reason: str = "", set_by:
 
 @golden.command("list")
 @db_option
-def list_goldens(db_url: str | None) -> None:
+@server_options
+@click.option("--json", "as_json", is_flag=True, help="Print the goldens as JSON (format driftboard.goldens).")
+def list_goldens(db_url: str | None, server_url: str | None, token_file: str | None, as_json: bool) -> None:
     """List the goldens with who set them, when and why.
 
     \b
     Example:
       driftboard golden list --db ./team.sqlite
+      driftboard golden list --json
+      driftboard golden list --server https://drift.example.com
     """
-    from driftboard.db.store import Store
+    import json
 
-    with Store(db_url) as store:
-        marks = store.goldens()
+    server = team_server(server_url, token_file, db_url)
+    if server is not None:
+        from driftboard.db.remote import golden_marks
+
+        doc = server.goldens()
+        marks = golden_marks(doc)
+    else:
+        from driftboard.db.documents import goldens_document
+        from driftboard.db.store import Store
+
+        with Store(db_url) as store:
+            marks = store.goldens()
+        doc = goldens_document(marks)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
     if not marks:
         click.echo("no golden baseline set: driftboard golden set RUN_ID")
     for mark in marks:
@@ -78,13 +97,14 @@ def clear_golden(run_id: str, name: str, db_url: str | None) -> None:
     Example:
       driftboard golden clear 20261124T220758Z
     """
+    from driftboard.cli.db_cmd import _default_uploader
     from driftboard.core.errors import NotFoundError
     from driftboard.db.store import Store
     from driftboard.db.store.goldens import no_golden_text
 
     with Store(db_url) as store:
         mark = store.golden_for(run_id, name=name)
-        if mark is None or not store.clear_golden(mark.key):
+        if mark is None or not store.clear_golden(mark.key, actor=_default_uploader()):
             run = store.run(run_id)
             raise NotFoundError(no_golden_text(run.run_id, case_count=run.case_count, imported=run.imported,
                                                name=name))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driftboard.cli.options import tags_option
+from driftboard.cli.options import server_options, tags_option, team_server
 
 
 @click.command("import-env")
@@ -20,8 +20,9 @@ from driftboard.cli.options import tags_option
               help="Bundle file to write (default: ./driftboard-runs/<run id>.driftboard).")
 @click.option("--push", "push", is_flag=True, help="Also store it in the database (see --db).")
 @click.option("--db", "db_url", default=None, help="Database URL for --push (default: DRIFTBOARD_DATABASE_URL or the local SQLite file).")
+@server_options
 def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], output: Path | None, push: bool,
-               db_url: str | None) -> None:
+               db_url: str | None, server_url: str | None, token_file: str | None) -> None:
     """Import the output of `python -m torch.utils.collect_env` as an environment-only run.
 
     SOURCE is a file, or - for standard input. Text around the report (a whole
@@ -33,7 +34,14 @@ def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], outpu
     Examples:
       driftboard import-env issue-1234.txt --note https://github.com/org/repo/issues/1234 --push
       pbpaste | driftboard import-env - --label "reporter's laptop"
+      driftboard import-env issue-1234.txt --push --server https://drift.example.com
     """
+    if server_url or token_file:
+        if not push:
+            from driftboard.core.errors import DriftboardError
+
+            raise DriftboardError("--server goes with --push: add --push, or push the bundle later")
+        team_server(server_url, token_file, db_url)  # --db with it, or an unreadable token file: before any work
     from driftboard.cli.terminal import gpu_names
     from driftboard.core.bundle import SUFFIX, write_bundle
     from driftboard.core.collect_env import MAX_CHARS
@@ -66,4 +74,4 @@ def import_env(source: Path, label: str, note: str, tags: tuple[str, ...], outpu
     if push:
         from driftboard.cli.db_cmd import push_paths
 
-        push_paths([path], db_url)
+        push_paths([path], db_url, server_url=server_url, token_file=token_file)

@@ -25,5 +25,36 @@ def tags_option(command: Any) -> Any:
 def policy_option(command: Any) -> Any:
     """``--policy``: the tolerance every comparing command takes, with one help text."""
     return click.option("--policy", default="default", show_default=True,
-                        help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), or default (torch.testing's "
-                             "per-dtype rtol/atol).")(command)
+                        help="Tolerance: bitwise, ulp:N, rtol=R,atol=A (both), default (torch.testing's "
+                             "per-dtype rtol/atol), or learned per case: repeats[:factor=F] (the baseline's "
+                             "run-to-run spread x F) or fleet[:factor=F,runs=N] (the largest error of the golden's "
+                             "accepted runs x F, from the database; default factor 2, runs 3).")(command)
+
+
+def server_options(command: Any) -> Any:
+    """``--server URL`` and ``--token-file PATH``: a team server instead of a database (``db.remote``).
+
+    The token is never an option's value: process lists are readable by every user of the machine.
+    """
+    command = click.option(
+        "--token-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+        help="With --server: read the token from this file's first line (default: $DRIFTBOARD_TOKEN).")(command)
+    return click.option(
+        "--server", "server_url", metavar="URL", default=None,
+        help="A team server (driftboard serve) instead of --db, e.g. https://drift.example.com; the token comes "
+             "from $DRIFTBOARD_TOKEN or --token-file.")(command)
+
+
+def team_server(server_url: str | None, token_file: str | None, db_url: str | None = None) -> Any:
+    """The ``TeamServer`` of ``--server`` (None without it); ``--db`` with it is one line, exit status 2."""
+    from driftboard.core.errors import DriftboardError
+
+    if server_url and db_url:
+        raise DriftboardError("--db and --server are alternatives: give one of them")
+    if token_file and not server_url:
+        raise DriftboardError("--token-file goes with --server (a database has no tokens)")
+    if not server_url:
+        return None
+    from driftboard.db.remote import TeamServer, read_token
+
+    return TeamServer(server_url, read_token(token_file))

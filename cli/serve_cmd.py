@@ -92,6 +92,8 @@ def _public_name(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 def exposure_warnings(host: str, port: int, policy: AccessPolicy, secrets_dirs: tuple[Path, ...] | None = None,
                       authlib: bool | None = None) -> list[str]:
     """What to warn about before serving: an open dashboard on the network, an OIDC login that cannot work."""
+    from driftboard.dashboard.auth import open_writes
+
     warnings = []
     if not policy.restricted and not is_loopback(host):
         warnings.append(
@@ -99,6 +101,9 @@ def exposure_warnings(host: str, port: int, policy: AccessPolicy, secrets_dirs: 
             f"port {port} can read, upload and delete runs and mark goldens. Give it an access configuration with "
             "--auth FILE (mode tokens or oidc; see `driftboard auth hash-token --help` and docs/DEPLOY.md), or "
             "serve on 127.0.0.1 behind a proxy that authenticates.")
+    elif open_writes(policy) and not is_loopback(host):
+        warnings.append(f"--host {host}: the access configuration lets anyone who can reach port {port} "
+                        f"{_write_words(open_writes(policy))} without a token or login")
     if policy.mode == "oidc":
         dirs = secrets_dirs if secrets_dirs is not None else (Path.cwd() / ".streamlit", Path.home() / ".streamlit")
         if not any(_has_auth_section(d / "secrets.toml") for d in dirs):
@@ -107,6 +112,29 @@ def exposure_warnings(host: str, port: int, policy: AccessPolicy, secrets_dirs: 
         if not (authlib if authlib is not None else importlib.util.find_spec("authlib") is not None):
             warnings.append("mode oidc needs Authlib for st.login: pip install 'streamlit[auth]'")
     return warnings
+
+
+def open_writes_refusal(host: str, policy: AccessPolicy, allowed: bool = False) -> str | None:
+    """Why ``serve`` will not start: writes open to everyone on a network address, unless ``allowed`` explicitly.
+
+    The dashboard and its API (``/api/v1/``) answer on the same port: with no
+    access file, anyone who reaches it can push, mark goldens and delete.
+    """
+    from driftboard.dashboard.auth import open_writes
+
+    writes = open_writes(policy)
+    if not writes or allowed or is_loopback(host):
+        return None
+    return (f"--host {host} would let anyone who can reach this server {_write_words(writes)} (the dashboard and "
+            "its API /api/v1/) with no token: give an access file with --auth FILE (see `driftboard auth "
+            "hash-token --help` and docs/DEPLOY.md), serve on 127.0.0.1 behind an authenticating proxy, or add "
+            "--allow-open-writes to mean it")
+
+
+def _write_words(actions: tuple[str, ...]) -> str:
+    words = {"upload": "push runs", "golden": "mark goldens", "delete": "delete runs"}
+    named = [words[action] for action in actions]
+    return ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
 
 
 def _has_auth_section(path: Path) -> bool:
@@ -139,7 +167,11 @@ def browse_url(host: str, port: int) -> str:
               help="A host name people reach the dashboard by (a DNS name, a reverse proxy's name); repeatable. "
                    "Requests naming any other host are refused (DNS rebinding). Default: the loopback names on "
                    "loopback; this machine's names and IP addresses on a network.")
-def serve(db_url: str | None, port: int, host: str, auth_file: Path | None, public_names: tuple[str, ...]) -> None:
+@click.option("--allow-open-writes", is_flag=True,
+              help="Start on a network address even though anyone could push, mark goldens or delete without a "
+                   "token (no --auth file). Refused without this flag.")
+def serve(db_url: str | None, port: int, host: str, auth_file: Path | None, public_names: tuple[str, ...],
+          allow_open_writes: bool) -> None:
     """Start the dashboard in the browser on the database.
 
     Runs the Streamlit app on this machine's loopback address by default and
@@ -149,8 +181,11 @@ def serve(db_url: str | None, port: int, host: str, auth_file: Path | None, publ
     upgrades it. Without --auth everyone who reaches the page may upload,
     mark goldens and delete (serve warns when that is beyond this machine);
     with it, those actions need a role (tokens or OIDC login): see
-    docs/DEPLOY.md. The dashboard answers only requests that name it
-    (--public-name NAME for a name other than this machine's).
+    docs/DEPLOY.md. Without it serve refuses a network address unless given
+    --allow-open-writes. The same port serves the team API under /api/v1/
+    (bearer tokens from the same file; docs/DEPLOY.md). The dashboard answers
+    only requests that name it (--public-name NAME for a name other than this
+    machine's).
 
     \b
     Examples:
@@ -165,6 +200,11 @@ def serve(db_url: str | None, port: int, host: str, auth_file: Path | None, publ
 
     auth_path = auth_file or os.environ.get(auth.ENV_VAR) or None
     policy = access_file.load_policy(auth_path) if auth_path else auth.OPEN  # AuthConfigError: one line, exit 2
+    refusal = open_writes_refusal(host, policy, allow_open_writes)
+    if refusal is not None:
+        from driftboard.core.errors import DriftboardError
+
+        raise DriftboardError(refusal)
     url = database_url(db_url)
     with Store(url) as store:  # creates an empty SQLite file's schema; refuses an out-of-date one
         runs = store.stats().runs

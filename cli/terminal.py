@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from driftboard.core.run import Run
+from driftboard.core.seeding import SETTINGS_KEY as SEEDING
+from driftboard.core.seeding import summary as seeding_summary
 from driftboard.core.units import fmt_bytes
 
 console = Console(highlight=False)
@@ -109,6 +111,10 @@ def print_capture_summary(run: Run, path: Path, seconds: float) -> None:
     console.print(counts_line(run))
     for line in own_lines(run):
         console.print(Text(line))
+    if any(c.training is not None for c in run.cases):
+        console.print(Text(f"training: {sum(c.training is not None for c in run.cases)} cases × "
+                           f"{run.settings.get('training', {}).get('steps', '?')} steps; seeding recipe: "
+                           f"{seeding_summary(run.settings)}"))
     # soft_wrap: rich word-wraps at any Unicode space, the size's no-break space included
     console.print(f"fingerprint {run.fingerprint_digest[:16]} · bundle {path} ({fmt_bytes(path.stat().st_size)})",
                   soft_wrap=True)
@@ -136,7 +142,9 @@ def print_run(run: Run, digest: str, size: int, verbose: bool) -> None:
             console.print(Text(f"{name}: {value}"))
     console.print(Text(environment_line(run)))
     if run.settings:
-        console.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items())))
+        console.print("settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.settings.items()) if k != SEEDING))
+    if not run.imported:
+        console.print(Text(f"seeding recipe: {seeding_summary(run.settings)}"))
     console.print(counts_line(run))
     console.print(f"manifest {digest[:16]} · {fmt_bytes(size)} · fingerprint {run.fingerprint_digest[:16]}", soft_wrap=True)
     if verbose and run.cases:

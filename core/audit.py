@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from driftboard.core.compare.envdiff import diff_environments
 from driftboard.core.compare.policy import DEFAULT_POLICY, Policy
 from driftboard.core.compare.runs import RunComparison, RunInfo
+from driftboard.core.compare.truth import movement
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.documents import document
 from driftboard.core.version import __version__
@@ -149,6 +150,13 @@ class AuditEvent:
             return None
         return bool(self.verdict_changes)
 
+    def truth(self) -> tuple[str, str] | None:
+        """Whether this change moved the machine towards or away from the float64 truth: (direction, sentence)
+        from the run after against the run before (``truth.movement``); None when they were not compared."""
+        if self.across is None:
+            return None
+        return movement(self.across.truth)
+
     def conclusion(self) -> str:
         if self.across is not None:
             moved = [c for c in self.across.cases if c.verdict is not Verdict.IDENTICAL]
@@ -174,6 +182,7 @@ class AuditEvent:
             "changed_results": self.changed_results,
             "conclusion": self.conclusion(),
             "across": self.across.to_json() if self.across is not None else None,
+            "truth": dict(zip(("direction", "words"), truth, strict=True)) if (truth := self.truth()) else None,
         }
 
 

@@ -28,8 +28,18 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from driftboard.core.errors import BundleError, BundleIntegrityError, BundleTooLargeError, BundleVersionError, OutputError
-from driftboard.core.run import DTYPES, ArrayRef, ArraySource, CaseResult, MemoryArrays, Run, sha256_hex
-from driftboard.core.text import inert
+from driftboard.core.run import (
+    DTYPES,
+    ArrayRef,
+    ArraySource,
+    CaseResult,
+    MemoryArrays,
+    RepeatSpread,
+    Run,
+    TruthError,
+    sha256_hex,
+)
+from driftboard.core.text import inert, json_text_is_inert
 
 FORMAT = "driftboard-run"
 SCHEMA_VERSION = 2  # 2: cases of the team's own models (``cases[i].own``)
@@ -121,7 +131,17 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         "seconds": case.seconds,
         "error": case.error,
         "own": _own_json(case),
+        **({"training": _training_json(case)} if case.training is not None else {}),
+        **({"repeat_spread": case.repeat_spread.to_json()} if case.repeat_spread is not None else {}),
+        **({"truth": case.truth.to_json()} if case.truth is not None else {}),
     }
+
+
+def _training_json(case: CaseResult) -> dict[str, Any]:
+    from driftboard.core.bundle_training import training_json
+
+    assert case.training is not None
+    return training_json(case.training)
 
 
 def _own_json(case: CaseResult) -> dict[str, Any] | None:
@@ -281,16 +301,31 @@ def parse_manifest(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BundleError(MANIFEST, f"not UTF-8 text (byte {exc.start})") from None
+    # Text without a character ``inert`` would change (the usual case) skips it for every key and string.
+    hook = _unique_keys if json_text_is_inert(text) else _no_duplicate_keys
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_constant)
+        value = json.loads(text, object_pairs_hook=hook, parse_constant=_constant)
     except RecursionError:
         raise BundleError(MANIFEST, "JSON nested too deeply") from None
     except ValueError as exc:
         raise BundleError(MANIFEST, f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise BundleError(MANIFEST, f"expected a JSON object, got {_kind(value)}")
-    _check_tree(value, MANIFEST, 0, limits)
+    if not _tree_ok(value, limits):  # the walk that names the field runs only to say what is wrong
+        _check_tree(value, MANIFEST, 0, limits)
     return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``_no_duplicate_keys`` for text with nothing to make inert."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return out
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -333,6 +368,30 @@ def _count_values(value: Any, limit: int, path: str) -> int:
 def _constant(name: str) -> float:
     # Kept as floats so the tree check can name the field that holds them.
     return float(name.replace("Infinity", "inf"))
+
+
+def _tree_ok(value: Any, limits: Limits) -> bool:
+    """``_check_tree``'s rules, level by level without building paths: whether it would pass."""
+    level, depth, chars = [value], 0, limits.string_chars
+    while level:
+        if depth > limits.json_depth:
+            return False
+        below: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is dict:
+                if item and max(map(len, item)) > 256:
+                    return False
+                below.extend(item.values())
+            elif kind is list:
+                below.extend(item)
+            elif kind is str:
+                if len(item) > chars:
+                    return False
+            elif kind is float and not math.isfinite(item):
+                return False
+        level, depth = below, depth + 1
+    return True
 
 
 def _check_tree(value: Any, path: str, depth: int, limits: Limits) -> None:
@@ -473,6 +532,7 @@ def _case(obj: Any, path: str, limits: Limits, budget: Any = None) -> CaseResult
     own = _own(obj, path, limits, budget)
     if own is not None:
         _check_own_case(own, out_ref, layers, time_axis, error, path)
+    training = _training(obj, path, limits, out_ref, error)
     return CaseResult(
         case_id=_string(obj, "case_id", path, _NAME),
         device=_string(obj, "device", path, _NAME),
@@ -487,7 +547,59 @@ def _case(obj: Any, path: str, limits: Limits, budget: Any = None) -> CaseResult
         seconds=seconds,
         error=error,
         own=own,
+        training=training,
+        repeat_spread=repeat_spread_from_json(obj.get("repeat_spread"), f"{path}.repeat_spread"),
+        truth=truth_from_json(obj.get("truth"), f"{path}.truth"),
     )
+
+
+def truth_from_json(obj: Any, path: str) -> TruthError | None:
+    """Optional (bundles before it have none): non-negative figures or null, a whole ULP count, a short error."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    figures: dict[str, Any] = {}
+    for name in ("max_abs", "max_rel", "rel_l2", "seconds"):
+        value = _get(obj, name, path, (int, float), optional=name != "seconds")
+        if value is not None:
+            try:
+                value = float(value)
+            except OverflowError:
+                raise BundleError(f"{path}.{name}", "number out of range") from None
+            if not math.isfinite(value) or value < 0:
+                raise BundleError(f"{path}.{name}", f"expected a finite non-negative number, got {value}")
+        figures[name] = value
+    for name in ("ulp_max", "nonfinite"):
+        value = _get(obj, name, path, int, optional=name == "ulp_max")
+        if value is not None and value < 0:
+            raise BundleError(f"{path}.{name}", f"expected a non-negative integer, got {value}")
+        figures[name] = value
+    error = _get(obj, "error", path, str, optional=True)
+    if error is not None and len(error) > 1000:
+        raise BundleTooLargeError(f"{path}.error", "longer than 1000 characters")
+    return TruthError(**figures, error=error)
+
+
+def repeat_spread_from_json(obj: Any, path: str) -> RepeatSpread | None:
+    """Optional (bundles before it have none): finite non-negative figures, a whole ULP count."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise BundleError(path, f"expected an object, got {_kind(obj)}")
+    figures = []
+    for name in ("max_abs", "max_rel"):
+        try:
+            value = float(_get(obj, name, path, (int, float)))
+        except OverflowError:
+            raise BundleError(f"{path}.{name}", "number out of range") from None
+        if not math.isfinite(value) or value < 0:
+            raise BundleError(f"{path}.{name}", f"expected a finite non-negative number, got {value}")
+        figures.append(float(value))
+    ulps = _get(obj, "ulps", path, int)
+    if ulps < 0:
+        raise BundleError(f"{path}.ulps", f"expected a non-negative integer, got {ulps}")
+    return RepeatSpread(figures[0], figures[1], ulps)
 
 
 def _check_own_case(own: Any, output: ArrayRef | None, layers: list[Any], time_axis: int | None, error: str | None,
@@ -500,6 +612,17 @@ def _check_own_case(own: Any, output: ArrayRef | None, layers: list[Any], time_a
     first = own.outputs[0].array if own.outputs else None
     if output != first:
         raise BundleError(f"{path}.output", "expected the array of own.outputs[0] (null when it is not kept whole)")
+
+
+def _training(obj: dict[str, Any], path: str, limits: Limits, output: ArrayRef | None, error: str | None) -> Any:
+    """Optional (cases before suite version 2 have none): a training case's trace (``core/bundle_training.py``)."""
+    if obj.get("training") is None:
+        return None
+    from driftboard.core.bundle_training import check_training_case, training_from_json
+
+    trace = training_from_json(obj["training"], f"{path}.training", limits)
+    check_training_case(trace, output, error, path)
+    return trace
 
 
 def _own(obj: dict[str, Any], path: str, limits: Limits, budget: Any) -> Any:

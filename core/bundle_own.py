@@ -40,9 +40,15 @@ def own_json(own: OwnResult) -> dict[str, Any]:
         "hooks_change_output": own.hooks_change_output,
         "modules_dropped": own.modules_dropped,
         "outputs": [_record_json(t) for t in own.outputs],
-        "modules": [{"name": m.name, "call": m.call, "type": m.type, "tensors": [_record_json(t) for t in m.tensors]}
-                    for m in own.modules],
+        "modules": [_module_json(m) for m in own.modules],
     }
+
+
+def _module_json(m: ModuleCall) -> dict[str, Any]:
+    out = {"name": m.name, "call": m.call, "type": m.type, "tensors": [_record_json(t) for t in m.tensors]}
+    if m.truth_rel_error is not None and math.isfinite(m.truth_rel_error):  # absent: not measured
+        out["truth_rel_error"] = m.truth_rel_error
+    return out
 
 
 def _record_json(record: TensorRecord) -> dict[str, Any]:
@@ -139,6 +145,9 @@ def _bounded_list(obj: dict[str, Any], key: str, path: str, bound: int) -> list[
 
 
 def _module(obj: Any, path: str, limits: Limits) -> ModuleCall:
+    fast = _plain_module(obj)
+    if fast is not None:
+        return fast
     from driftboard.core.bundle import _get, _kind, _string
 
     if not isinstance(obj, dict):
@@ -152,7 +161,15 @@ def _module(obj: Any, path: str, limits: Limits) -> ModuleCall:
         call=call,
         type=_string(obj, "type", path, max_len=128),
         tensors=tuple(_record(t, f"{path}.tensors[{i}]", limits) for i, t in enumerate(tensors)),
+        truth_rel_error=_truth_error(obj, path),
     )
+
+
+def _truth_error(obj: dict[str, Any], path: str) -> float | None:
+    value = _number(obj, "truth_rel_error", path)
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise BundleError(f"{path}.truth_rel_error", f"expected a finite non-negative number, got {value}")
+    return value
 
 
 def _record(obj: Any, path: str, limits: Limits) -> TensorRecord:
@@ -169,6 +186,9 @@ def _record(obj: Any, path: str, limits: Limits) -> TensorRecord:
 
 
 def stats_from_json(obj: Any, path: str) -> TensorStats:
+    fast = _plain_stats(obj)
+    if fast is not None:
+        return fast
     from driftboard.core.bundle import _HEX64, _MAX_DIMS, _NAME, _get, _kind, _string
 
     if not isinstance(obj, dict):
@@ -195,6 +215,65 @@ def stats_from_json(obj: Any, path: str) -> TensorStats:
         l2=_number(obj, "l2", path),
         sample=tuple(_sample_value(v, f"{path}.sample[{i}]") for i, v in enumerate(sample)),
     )
+
+
+# Fast paths for what capture writes in statistics mode: a model's hundreds of module calls are most of reading
+# an own case. Each checks the rules of its full reader (``_module``, ``_record``, ``stats_from_json``) without
+# their per-field calls, and returns None for anything else, a key it does not know included: the full reader
+# then reads that object, and names the field of any error.
+_STAT_NUMBERS = ("min", "max", "mean", "l1", "l2")
+_STAT_KEYS = frozenset({"shape", "dtype", "sha256", "nonfinite", "sample", *_STAT_NUMBERS})
+_RECORD_KEYS = frozenset({"path", "stats", "array"})
+_MODULE_KEYS = frozenset({"name", "call", "type", "tensors"})
+_INT, _FLOAT, _FLOAT_OR_NONE = frozenset({int}), frozenset({float}), frozenset({float, type(None)})
+
+
+def _plain_module(obj: Any) -> ModuleCall | None:
+    if type(obj) is not dict or not obj.keys() <= _MODULE_KEYS:
+        return None
+    call, tensors, name, kind = obj.get("call"), obj.get("tensors"), obj.get("name"), obj.get("type")
+    if (type(call) is not int or call < 1 or type(tensors) is not list or len(tensors) > MAX_CALL_TENSORS
+            or type(name) is not str or len(name) > 512 or type(kind) is not str or len(kind) > 128):
+        return None
+    records = []
+    for tensor in tensors:
+        record = _plain_record(tensor)
+        if record is None:
+            return None
+        records.append(record)
+    return ModuleCall(name=name, call=call, type=kind, tensors=tuple(records))
+
+
+def _plain_record(obj: Any) -> TensorRecord | None:
+    if type(obj) is not dict or not obj.keys() <= _RECORD_KEYS or obj.get("array") is not None:
+        return None
+    path, stats = obj.get("path"), _plain_stats(obj.get("stats"))
+    if type(path) is not str or len(path) > 256 or stats is None:
+        return None
+    return TensorRecord(path=path, stats=stats, array=None)
+
+
+def _plain_stats(obj: Any) -> TensorStats | None:
+    from driftboard.core.bundle import _HEX64, _MAX_DIMS, _NAME
+
+    if type(obj) is not dict or not obj.keys() <= _STAT_KEYS:
+        return None
+    shape, nonfinite, sample = obj.get("shape"), obj.get("nonfinite"), obj.get("sample")
+    dtype, sha = obj.get("dtype"), obj.get("sha256")
+    if (type(shape) is not list or len(shape) > _MAX_DIMS or not set(map(type, shape)) <= _INT
+            or (shape and min(shape) < 0) or type(nonfinite) is not int or type(sample) is not list
+            or type(dtype) is not str or type(sha) is not str):
+        return None
+    size = math.prod(shape)
+    if (not 0 <= nonfinite <= size or len(sample) > min(MAX_SAMPLE, size) or not set(map(type, sample)) <= _FLOAT
+            or not _NAME.fullmatch(dtype) or not _HEX64.fullmatch(sha)):
+        return None
+    figures = [obj.get(key) for key in _STAT_NUMBERS]
+    if not set(map(type, figures)) <= _FLOAT_OR_NONE:
+        return None
+    low, high, mean, l1, l2 = figures
+    return TensorStats(shape=tuple(shape), dtype=dtype, sha256=sha, nonfinite=nonfinite, min=low, max=high,
+                       mean=mean, l1=l1, l2=l2, sample=tuple(sample))
 
 
 def _number(obj: dict[str, Any], key: str, path: str) -> float | None:

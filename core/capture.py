@@ -26,18 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from driftboard.core import inputs, own_cases, suite
+from driftboard.core import inputs, own_cases, suite, suite_training, training_run, truth_pass
 from driftboard.core.case_spec import CaseSpec
+from driftboard.core.compare.learned import repeat_spread
 from driftboard.core.errors import DriftboardError
 from driftboard.core.redact import redact_text
 from driftboard.core.run import ArrayRef, CaseResult, MemoryArrays, Run
+from driftboard.core.variants import CAPABILITY_ORDER, CPU_CAPABILITY_PREFIX, CUDA_KNOBS, parse_variant
 from driftboard.core.version import __version__
 
-# Variants applied inside this process, after torch is imported.
+# Variants applied inside this process, after torch is imported (any atom of core/variants.py, joined by +).
 IN_PROCESS_VARIANTS = ("default", "threads-1", "onednn-off", "deterministic", "tf32-on", "tf32-off")
-# ATEN_CPU_CAPABILITY is read when torch is imported: these need a fresh process.
-CPU_CAPABILITY_PREFIX = "cpu-"
-_CAPABILITY_ORDER = ("default", "avx2", "avx512")
+# ATEN_CPU_CAPABILITY is read when torch is imported: cpu-<capability> needs a fresh process.
+_CAPABILITY_ORDER = CAPABILITY_ORDER
 
 # A recorded layer output above this many elements keeps only its final state.
 _LAYER_ELEMENTS = 4096
@@ -66,6 +67,9 @@ class CaptureOptions:
     layers: str = "statistics"  # statistics, full or none
     layers_cap: int = LAYERS_CAP
     case_timeout: float | None = own_cases.DEFAULT_TIMEOUT
+    truth: bool = True  # also run each float32/16/bf16 case in float64 on the CPU (core/truth_pass.py)
+    steps: int = suite_training.DEFAULT_STEPS  # optimizer steps of each training case
+    seed: int | None = training_run.DEFAULT_SEED  # seeds random, numpy, torch, CUDA before training; None: no seeding
 
 
 def cpu_capability() -> str:
@@ -84,34 +88,49 @@ def sweep_variants() -> list[str]:
 
 
 def apply_variant(variant: str, deterministic: bool) -> dict[str, Any]:
-    """Set torch's numerics knobs for a variant; return the settings in force."""
-    if variant.startswith(CPU_CAPABILITY_PREFIX):
-        wanted = variant[len(CPU_CAPABILITY_PREFIX):]
-        if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() != wanted or cpu_capability() != wanted:
-            raise DriftboardError(
-                f"variant {variant} needs ATEN_CPU_CAPABILITY={wanted} set before torch starts "
-                f"(this process runs {cpu_capability()}); use `driftboard capture --sweep`"
-            )
-    elif variant not in IN_PROCESS_VARIANTS:
-        raise DriftboardError(f"unknown variant {variant!r}; expected one of {', '.join(IN_PROCESS_VARIANTS)} or cpu-<capability>")
-    if variant == "threads-1":
-        torch.set_num_threads(1)
-    if variant == "onednn-off":
-        torch.backends.mkldnn.enabled = False
-    if variant == "deterministic":
-        deterministic = True
-    if variant in ("tf32-on", "tf32-off"):
-        if not torch.cuda.is_available():
-            raise DriftboardError(f"variant {variant} needs a CUDA device")
-        torch.backends.cuda.matmul.allow_tf32 = variant == "tf32-on"
-        torch.backends.cudnn.allow_tf32 = variant == "tf32-on"
+    """Set torch's numerics knobs for a variant (atoms joined by ``+``, ``core/variants.py``); return the settings in force."""
+    atoms = parse_variant(variant)
+    for atom in atoms:
+        if atom.knob == "cpu_capability":
+            wanted = str(atom.value)
+            if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() != wanted or cpu_capability() != wanted:
+                raise DriftboardError(
+                    f"variant {variant} needs ATEN_CPU_CAPABILITY={wanted} set before torch starts "
+                    f"(this process runs {cpu_capability()}); use `driftboard capture --sweep`"
+                )
+        if atom.knob in CUDA_KNOBS and not torch.cuda.is_available():
+            raise DriftboardError(f"variant {atom.text} needs a CUDA device")
     if deterministic:
+        _apply_atom("deterministic", True)
+    for atom in atoms:  # in order: a later atom overrides what "deterministic" set
+        _apply_atom(atom.knob, atom.value)
+    return settings_in_force(variant)
+
+
+def _apply_atom(knob: str, value: Any) -> None:
+    if knob == "deterministic":
         # cuBLAS needs a fixed workspace for deterministic results (PyTorch randomness notes).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    return settings_in_force(variant)
+    elif knob == "threads":
+        torch.set_num_threads(int(value))
+    elif knob == "onednn":
+        torch.backends.mkldnn.enabled = bool(value)
+    elif knob == "deterministic_algorithms":
+        if value:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(bool(value))
+    elif knob == "cudnn_deterministic":
+        torch.backends.cudnn.deterministic = bool(value)
+    elif knob == "cudnn_benchmark":
+        torch.backends.cudnn.benchmark = bool(value)
+    elif knob == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = bool(value)
+        torch.backends.cudnn.allow_tf32 = bool(value)
+    elif knob == "matmul_precision":
+        torch.set_float32_matmul_precision(str(value))
 
 
 def settings_in_force(variant: str) -> dict[str, Any]:
@@ -170,8 +189,10 @@ def _forward_once(prepared: suite.Prepared, dtype: str) -> tuple[np.ndarray, lis
             handle.remove()
 
 
-def run_case(case: suite.Case, device: str, dtype: str, repeats: int, arrays: MemoryArrays) -> CaseResult:
-    """Run one case ``repeats`` times; keep the first outputs and whether all repeats agreed."""
+def run_case(case: suite.Case, device: str, dtype: str, repeats: int, arrays: MemoryArrays,
+             truth: bool = True) -> CaseResult:
+    """Run one case ``repeats`` times; keep the first outputs and whether all repeats agreed; with ``truth``,
+    its error against the same case in float64 on the CPU."""
     try:
         prepared = case.prepare(torch.device(device), suite.TORCH_DTYPES[dtype])
         results = []
@@ -189,6 +210,7 @@ def run_case(case: suite.Case, device: str, dtype: str, repeats: int, arrays: Me
                     and all(_same(a, b) for (_, a), (_, b) in zip(first_layers, layers))
                     for out, layers in results[1:])
     store_dtype = dtype if first_out.dtype.kind == "f" or dtype == "bfloat16" else str(first_out.dtype)
+    spread = repeat_spread(first_out, [out for out, _ in results[1:]], store_dtype) if repeats > 1 else None
     layer_refs: tuple[tuple[str, ArrayRef], ...] = tuple((name, arrays.add(a, store_dtype)) for name, a in first_layers)
     return CaseResult(
         case_id=case.case_id,
@@ -202,6 +224,8 @@ def run_case(case: suite.Case, device: str, dtype: str, repeats: int, arrays: Me
         repeats=repeats,
         repeat_identical=identical,
         seconds=statistics.median(seconds),
+        repeat_spread=spread,
+        truth=truth_pass.suite_truth(prepared.model, prepared.inputs, first_out, dtype) if truth else None,
     )
 
 
@@ -218,14 +242,16 @@ def plan(options: CaptureOptions, own: Sequence[CaseSpec] = ()) -> list[tuple[su
         raise DriftboardError(f"device {missing[0]} is not available here (available: {', '.join(available)})")
     if options.suite not in SUITES:
         raise DriftboardError(f"unknown suite {options.suite!r}; expected one of {', '.join(SUITES)}")
-    cases = suite.CASES if options.suite != "own" else ()
+    cases: tuple[Any, ...] = (*suite.CASES, *suite_training.TRAINING_CASES) if options.suite != "own" else ()
     if options.case_ids:
         known = [c.case_id for c in cases] + [spec.name for spec in own]
         unknown = [c for c in options.case_ids if c not in known]
         if unknown:
             raise DriftboardError(f"unknown case {unknown[0]!r}; known: {', '.join(known) or 'none'}")
         cases = tuple(c for c in cases if c.case_id in options.case_ids)
-    return [(case, device, dtype) for device in devices for case in cases for dtype in suite.dtypes_for(case, device)]
+    return [(case, device, dtype) for device in devices for case in cases
+            for dtype in (suite.dtypes_for(case, device) if isinstance(case, suite.Case)
+                          else suite_training.dtypes_for(device))]
 
 
 def own_specs(options: CaptureOptions) -> list[CaseSpec]:
@@ -239,7 +265,7 @@ def own_specs(options: CaptureOptions) -> list[CaseSpec]:
     if path is not None:
         specs += own_cases.load_cases_file(path)
     specs += [own_cases.load_model(text) for text in options.models]
-    own_cases.check_names(specs, {case.case_id for case in suite.CASES})
+    own_cases.check_names(specs, {case.case_id for case in (*suite.CASES, *suite_training.TRAINING_CASES)})
     if options.suite == "own" and not specs:
         raise DriftboardError(f"--suite own, but there is no {own_cases.CASES_FILE} here or at the repository root "
                               "and no --model: declare a case first (see examples/driftboard_cases.py)")
@@ -259,6 +285,9 @@ def capture(options: CaptureOptions = CaptureOptions(),
         raise DriftboardError(f"repeats must be at least 1, got {options.repeats}")
     settings = apply_variant(options.variant, options.deterministic)
     settings["repeats"] = options.repeats
+    if not 1 <= options.steps <= suite_training.MAX_STEPS:
+        raise DriftboardError(f"steps must be between 1 and {suite_training.MAX_STEPS}, got {options.steps}")
+    settings["seeding"] = training_run.recipe_in_force(options.seed)  # core/seeding.py says what it lacks
     own = own_specs(options)  # user code is imported here, after driftboard's own modules and torch
     suite_todo = plan(options, own)
     own = [spec for spec in own if not options.case_ids or spec.name in options.case_ids]
@@ -270,11 +299,17 @@ def capture(options: CaptureOptions = CaptureOptions(),
     for item, device, dtype in steps:
         if isinstance(item, CaseSpec):
             budget = budget or own_cases.Budget(options.layers_cap, room_left=max(0, _BUNDLE_ROOM - _stored_bytes(arrays)))
-            run_options = own_cases.OwnOptions(options.layers, options.repeats, options.case_timeout, options.devices)
+            run_options = own_cases.OwnOptions(options.layers, options.repeats, options.case_timeout, options.devices,
+                                               truth=options.truth, steps=options.steps, seed=options.seed)
             results += own_cases.run_case(item, run_options, arrays, budget, suite.devices())
+        elif isinstance(item, suite_training.TrainingCase):
+            results.append(training_run.run_case(item, device, dtype, options.steps, options.repeats, options.layers,
+                                                 options.seed, arrays))
         else:
-            results.append(run_case(item, device, dtype, options.repeats, arrays))
+            results.append(run_case(item, device, dtype, options.repeats, arrays, truth=options.truth))
     cases = tuple(results)
+    if any(case.training is not None for case in cases):
+        settings["training"] = {"steps": options.steps, "intra_op_threads": training_run.TRAINING_THREADS}
     if own:
         settings["layers"] = {"mode": options.layers, "cap_bytes": options.layers_cap,
                               "cap_hit": bool(budget and budget.hit)}

@@ -29,13 +29,45 @@ _DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]{1,3})?")
 
 
 @dataclass(frozen=True)
+class Training:
+    """A training step to record besides the forward: ``step(model, batch) -> loss``, an optimizer, fixed batches.
+
+    ``optimizer`` is called with ``model.parameters()`` and returns a
+    ``torch.optim.Optimizer``; ``batches`` (tensors, or tuples, lists or dicts
+    of tensors) are used in turn, one per step, and moved to the case's device
+    and dtype like its inputs. ``steps`` overrides ``--steps``. Capture seeds
+    random, numpy and torch first (``--seed``) and records the trace as it does
+    for the suite's training cases: loss, gradient norm, distance from the
+    start and a parameter digest per step, the final parameters at the end.
+    """
+
+    step: Any
+    optimizer: Any
+    batches: Any
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.step):
+            raise CaseError(f"Training(step=...) must be a function (model, batch) -> loss, got {type(self.step).__name__}")
+        if not callable(self.optimizer):
+            raise CaseError("Training(optimizer=...) must be a function of the model's parameters returning an "
+                            f"optimizer, e.g. lambda p: torch.optim.SGD(p, lr=0.1); got {type(self.optimizer).__name__}")
+        if isinstance(self.batches, (str, bytes)) or not hasattr(self.batches, "__len__") or not len(self.batches):
+            raise CaseError("Training(batches=...) must be a non-empty list of batches")
+        if self.steps is not None and (not isinstance(self.steps, int) or isinstance(self.steps, bool)
+                                       or not 1 <= self.steps <= 10_000):
+            raise CaseError(f"Training(steps=...) must be an integer from 1 to 10000, got {self.steps!r}")
+
+
+@dataclass(frozen=True)
 class Case:
     """What a factory may return instead of ``(model, inputs)``: the two, with options for this case.
 
     ``autocast`` (``"bfloat16"`` or ``"float16"``) runs the forward under
     ``torch.autocast``; ``tolerance`` is the policy this case is judged under
     (``"ulp:4"``, ``"rtol=1e-4,atol=1e-5"``), whatever policy a comparison uses
-    for the rest. Both override what the decorator said.
+    for the rest. Both override what the decorator said. ``training`` (a
+    ``Training``) also records training steps, as the case ``<name>/train``.
     """
 
     model: Any
@@ -43,8 +75,11 @@ class Case:
     autocast: str | None = None
     tolerance: str | None = None
     title: str = ""
+    training: Training | None = None
 
     def __post_init__(self) -> None:
+        if self.training is not None and not isinstance(self.training, Training):
+            raise CaseError(f"Case(training=...) must be a driftboard.Training, got {type(self.training).__name__}")
         object.__setattr__(self, "autocast", check_autocast(self.autocast))
         object.__setattr__(self, "tolerance", check_tolerance(self.tolerance))
 

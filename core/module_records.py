@@ -305,10 +305,11 @@ class ModuleHooks:
     Modules of other models calling meanwhile are not ours and are ignored.
     """
 
-    def __init__(self, model: torch.nn.Module, keeper: TensorKeeper, *, keep: bool) -> None:
+    def __init__(self, model: torch.nn.Module, keeper: TensorKeeper, *, keep: bool, truth: Any = None) -> None:
         self.model = model
         self.keeper = keeper
         self.keep = keep
+        self.truth = truth  # core.truth_pass.TruthCalls of the float64 pass: each call's error against it
         self.recording = Recording()
         self._names: dict[int, tuple[str, str, torch.nn.Module]] = {}
         self._counts: dict[str, int] = {}
@@ -342,4 +343,16 @@ class ModuleHooks:
                 break
             if dense(tensor):  # a sparse or nested tensor has no bytes of its own to digest: not recorded
                 tensors.append(self.keeper.record(path, tensor, keep=self.keep))
-        self.recording.calls.append(ModuleCall(name, call, type_name, tuple(tensors)))
+        error = self._truth_error(name, call, output) if self.truth is not None else None
+        self.recording.calls.append(ModuleCall(name, call, type_name, tuple(tensors), truth_rel_error=error))
+
+    def _truth_error(self, name: str, call: int, output: Any) -> float | None:
+        """The worst relative L2 error of this call's floating tensors against the float64 pass's same call."""
+        from driftboard.core.truth_pass import call_error
+
+        truth = self.truth.pop((name, call), None)  # measured once: its memory goes back now
+        if not truth:
+            return None
+        errors = [call_error(tensor, truth[path]) for path, tensor in leaves(output) if path in truth]
+        found = [e for e in errors if e is not None]
+        return max(found) if found and len(found) == len(errors) else None

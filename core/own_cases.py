@@ -41,7 +41,8 @@ from typing import Any
 
 import torch
 
-from driftboard.core.case_spec import Case, CaseSpec, make_spec, take_registered
+from driftboard.core import truth_pass
+from driftboard.core.case_spec import Case, CaseSpec, Training, make_spec, take_registered
 from driftboard.core.errors import CaseError, CasesFileError
 from driftboard.core.module_records import (
     OUTPUT_SAMPLE,
@@ -267,6 +268,9 @@ class OwnOptions:
     repeats: int = 3
     timeout: float | None = DEFAULT_TIMEOUT
     devices: tuple[str, ...] | None = None  # --device: only these of the devices a case declares
+    truth: bool = True  # also run a float32/16/bf16 case in float64 on the CPU (core/truth_pass.py)
+    steps: int = 50  # --steps: a declared training step's default number of steps (core/own_training.py)
+    seed: int | None = 0  # --seed: seeds random, numpy and torch before training; None: no seeding
 
 
 @dataclass
@@ -278,6 +282,7 @@ class _Built:
     title: str
     weights_rng: bool = False  # the weights change with torch's seed
     inputs_rng: bool = False
+    training: Training | None = None  # a declared training step (driftboard.Training)
 
 
 def run_case(spec: CaseSpec, options: OwnOptions, arrays: MemoryArrays, budget: Budget,
@@ -285,8 +290,12 @@ def run_case(spec: CaseSpec, options: OwnOptions, arrays: MemoryArrays, budget: 
     """Every device and dtype ``spec`` declares (that this machine has), each from a fresh call of the factory."""
     devices = [d for d in spec.devices if _available(d, available) and _wanted(d, options.devices)] \
         if spec.devices is not None else [None]
-    return [run_one(spec, device, dtype, options, arrays, budget)
-            for device in devices for dtype in (spec.dtypes or [None])]
+    results: list[CaseResult] = []
+    for device in devices:
+        for dtype in spec.dtypes or [None]:
+            trained: list[CaseResult] = []  # a declared training step's record, after the forward's
+            results += [run_one(spec, device, dtype, options, arrays, budget, trained), *trained]
+    return results
 
 
 def _available(device: str, available: list[str]) -> bool:
@@ -298,7 +307,7 @@ def _wanted(device: str, chosen: tuple[str, ...] | None) -> bool:
 
 
 def run_one(spec: CaseSpec, device: str | None, dtype: str | None, options: OwnOptions, arrays: MemoryArrays,
-            budget: Budget) -> CaseResult:
+            budget: Budget, trained: list[CaseResult] | None = None) -> CaseResult:
     """One (case, device, dtype): build, place, record a forward, then repeat it; a failure is the case's error."""
     key = (device or "cpu", dtype or "float32")
     own = OwnResult(source=spec.source, layers=options.layers, outputs=(), autocast=spec.autocast,
@@ -310,13 +319,32 @@ def run_one(spec: CaseSpec, device: str | None, dtype: str | None, options: OwnO
                           weights_rng=built.weights_rng, inputs_rng=built.inputs_rng)
             model, inputs = _place(built.model, built.inputs, device, dtype)
             key = _key(model, inputs, device, dtype)
-            return _record(spec.name, key, model, inputs, own, options, arrays, budget)
+            result = _record(spec.name, key, model, inputs, own, options, arrays, budget)
+            if built.training is not None and trained is not None and result.error is None:
+                trained.append(_train(spec, key, model, built.training, own, options, arrays, device, dtype))
+            return result
     except CaseTimeout as exc:
         error = f"{exc} (raise --case-timeout, or look for a hang in {spec.source})"
     except Exception as exc:  # the user's code failing is this case's finding, not the capture's
         error = describe_error(exc)
     return CaseResult(spec.name, key[0], key[1], _NOTHING, _NOTHING, None, repeats=options.repeats, error=error,
                       own=own)
+
+
+def _train(spec: CaseSpec, key: tuple[str, str], model: torch.nn.Module, training: Training, own: OwnResult,
+           options: OwnOptions, arrays: MemoryArrays, device: str | None, dtype: str | None) -> CaseResult:
+    """The declared training step, run on the model the forward was recorded from; a failure is that case's error."""
+    from driftboard.core import own_training
+
+    try:
+        return own_training.train_case(spec.name, key, model, training, own, options.steps, options.seed,
+                                       options.layers, arrays, lambda batch: _place(model, batch, device, dtype)[1],
+                                       state_digest, inputs_digest)
+    except CaseTimeout:
+        raise
+    except Exception as exc:  # the user's step or optimizer failing is the training case's finding
+        return CaseResult(spec.name + own_training.SUFFIX, key[0], key[1], _NOTHING, _NOTHING, None, repeats=1,
+                          error=describe_error(exc), own=own)
 
 
 def _build(spec: CaseSpec) -> _Built:
@@ -333,8 +361,9 @@ def _build(spec: CaseSpec) -> _Built:
 
 def _unpack(spec: CaseSpec, made: Any) -> _Built:
     autocast, tolerance, title = spec.autocast, spec.tolerance, spec.title
+    training = None
     if isinstance(made, Case):
-        model, inputs = made.model, made.inputs
+        model, inputs, training = made.model, made.inputs, made.training
         autocast, tolerance, title = made.autocast or autocast, made.tolerance or tolerance, made.title or title
     elif isinstance(made, tuple) and len(made) == 2:
         model, inputs = made
@@ -342,7 +371,7 @@ def _unpack(spec: CaseSpec, made: Any) -> _Built:
         raise CaseError(f"the factory returned {type(made).__name__}: expected (model, inputs) or driftboard.Case")
     if not isinstance(model, torch.nn.Module):
         raise CaseError(f"the factory's model is {type(model).__name__}, not a torch.nn.Module")
-    return _Built(model.eval(), inputs, autocast, tolerance, title)
+    return _Built(model.eval(), inputs, autocast, tolerance, title, training=training)
 
 
 def _rng_state() -> list[torch.Tensor]:
@@ -416,14 +445,19 @@ def _record(name: str, key: tuple[str, str], model: torch.nn.Module, inputs: Any
     calls: list[Any] = []
     dropped = 0
     hooked: tuple[str, ...] | None = None
+    truth = truth_pass.own_truth(model, inputs, _call, record_calls=options.layers != "none") \
+        if options.truth and truth_pass.wanted(key[1]) else None
     if options.layers != "none":
-        hooks = ModuleHooks(model, keeper, keep=options.layers == "full")
+        hooks = ModuleHooks(model, keeper, keep=options.layers == "full", truth=truth.calls if truth else None)
         with hooks:
             hooked = tuple(keeper.record(p, t, keep=False).stats.sha256 for p, t in leaves(forward()) if dense(t))
         calls, dropped = hooks.recording.calls, hooks.recording.dropped
+        if truth is not None:
+            truth.calls.clear()  # calls the hooked forward did not make (or dropped): their memory goes back
     outputs: list[TensorRecord] = []
     seconds = []
     identical = True
+    error = None
     digests_only = TensorKeeper(MemoryArrays(), Budget(0, calls_left=_UNBOUNDED), digest_only=True)
     for i in range(options.repeats):
         start = time.perf_counter()
@@ -431,6 +465,8 @@ def _record(name: str, key: tuple[str, str], model: torch.nn.Module, inputs: Any
         seconds.append(time.perf_counter() - start)
         if i == 0:
             outputs = _output_records(out, keeper, options.layers)
+            error = truth.measure(out) if truth is not None else None
+            truth = None  # the float64 tensors are not needed any more
         else:
             again = tuple(digests_only.record(p, t, keep=False).stats.sha256 for p, t in leaves(out) if dense(t))
             identical = identical and again == tuple(r.stats.sha256 for r in outputs)
@@ -438,7 +474,7 @@ def _record(name: str, key: tuple[str, str], model: torch.nn.Module, inputs: Any
     changed = hooked is not None and hooked != tuple(r.stats.sha256 for r in outputs)
     own = replace(own, outputs=tuple(outputs), modules=tuple(calls), modules_dropped=dropped, hooks_change_output=changed)
     return CaseResult(name, key[0], key[1], input_digest, weight_digest, outputs[0].array, repeats=options.repeats,
-                      repeat_identical=identical, seconds=statistics.median(seconds), own=own)
+                      repeat_identical=identical, seconds=statistics.median(seconds), own=own, truth=error)
 
 
 def _output_records(out: Any, keeper: TensorKeeper, layers: str) -> list[TensorRecord]:

@@ -147,6 +147,9 @@ class ModuleCall:
     call: int  # 1 for the module's first call in the forward, 2 for its second (a shared layer, a loop)
     type: str  # the module's class name
     tensors: tuple[TensorRecord, ...] = ()
+    # The worst relative L2 error of its floating tensors against the same call of the float64 pass on the
+    # CPU (``core/truth.py``); None when not measured (no truth pass, integer tensors, over the memory cap).
+    truth_rel_error: float | None = None
 
     @property
     def label(self) -> str:
@@ -191,6 +194,93 @@ class OwnResult:
         return found
 
 
+TRAINING_SERIES = ("loss", "grad_norm", "param_distance")
+
+
+@dataclass(frozen=True)
+class TrainingTrace:
+    """What a training case recorded step by step, so two runs compare step by step without every step's weights.
+
+    Step ``i`` (0-based here, shown 1-based) ran one batch forward and backward
+    and one optimizer step: ``loss[i]`` and ``grad_norm[i]`` (L2 norm of all
+    gradients) are from before that update, ``param_distance[i]`` (L2 distance
+    from the initial parameters) and ``param_digests[i]`` (sha256 of the flat
+    parameter vector's stored bytes) from after it. Norms are float64, summed
+    exactly (``math.fsum``), so they differ only where the parameters differ.
+    The final flat parameters are the case's ``output``; ``parameters`` are
+    per-parameter statistics (whole tensors are ``CaseResult.layers`` with
+    ``--layers full``). No timings: equal numbers give an equal trace.
+    """
+
+    optimizer: str  # e.g. "Adam(lr=0.01)"
+    loss_fn: str  # e.g. "MSELoss"
+    loss: tuple[float, ...]
+    grad_norm: tuple[float, ...]
+    param_distance: tuple[float, ...]
+    param_digests: tuple[str, ...]
+    parameters: tuple[tuple[str, TensorStats], ...] = ()
+    batches: int = 1  # distinct fixed batches, used in turn
+
+    @property
+    def steps(self) -> int:
+        return len(self.loss)
+
+    @property
+    def final_digest(self) -> str | None:
+        return self.param_digests[-1] if self.param_digests else None
+
+
+@dataclass(frozen=True)
+class RepeatSpread:
+    """How far a case's repeats in one process strayed from its first output (the kept one).
+
+    The largest element-wise absolute and relative difference and ULP distance
+    over every repeat, outputs only; all 0 when the repeats were bitwise equal.
+    The run-to-run noise ``--policy repeats`` learns a tolerance from.
+    """
+
+    max_abs: float
+    max_rel: float
+    ulps: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_abs": self.max_abs, "max_rel": self.max_rel, "ulps": self.ulps}
+
+
+@dataclass(frozen=True)
+class TruthError:
+    """How far a case's output is from the same case computed on the CPU in float64 (the "truth").
+
+    The float64 pass runs a deep copy of the same module with its weights and
+    inputs exactly upcast, so the only difference is the arithmetic. Figures are
+    over every floating output element where both are finite: ``max_rel`` over
+    elements whose truth is not zero, ``rel_l2`` is ``‖out - truth‖ / ‖truth‖``,
+    ``ulp_max`` the distance in the case's own dtype to the truth rounded to it
+    (0: correctly rounded). ``error`` says why there are no figures.
+    """
+
+    max_abs: float | None = None
+    max_rel: float | None = None
+    rel_l2: float | None = None
+    ulp_max: int | None = None
+    seconds: float = 0.0  # the float64 pass, copy included
+    nonfinite: int = 0  # elements non-finite on one side only, left out of the figures
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.error is None and self.rel_l2 is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form: no NaN or infinity (a figure that is not finite is null)."""
+        def number(value: float | None) -> float | None:
+            return value if value is not None and math.isfinite(value) else None
+
+        return {"max_abs": number(self.max_abs), "max_rel": number(self.max_rel), "rel_l2": number(self.rel_l2),
+                "ulp_max": self.ulp_max, "seconds": number(self.seconds) or 0.0, "nonfinite": self.nonfinite,
+                "error": self.error}
+
+
 @dataclass(frozen=True)
 class CaseResult:
     """One reference case on one device and dtype.
@@ -214,6 +304,9 @@ class CaseResult:
     seconds: float = 0.0
     error: str | None = None
     own: OwnResult | None = None  # set for a case of the team's own models, None for a suite case
+    truth: TruthError | None = None  # against the float64 pass; None: not computed (float64 cases, older bundles)
+    repeat_spread: RepeatSpread | None = None  # None: not recorded (older bundles, one repeat, stored runs)
+    training: TrainingTrace | None = None  # set for a training case: output holds the final flat parameters
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -233,6 +326,18 @@ class CaseResult:
         refs = [("output", self.output)] if self.output is not None else []
         refs += [(f"layers[{j}]", ref) for j, (_, ref) in enumerate(self.layers)]
         return refs + (self.own.refs() if self.own is not None else [])
+
+
+def device_class(run: Run) -> str:
+    """What kind of device a run's outputs come from: goldens, fleets and determinism tiers are per device class."""
+    devices = {case.device.split(":")[0] for case in run.cases}
+    for accelerator in ("cuda", "mps", "xpu"):
+        if accelerator in devices:
+            return accelerator
+    if devices:
+        return "cpu"
+    gpu = run.fingerprint.get("gpu") if isinstance(run.fingerprint.get("gpu"), dict) else {}
+    return "cuda" if isinstance(gpu.get("count"), int) and gpu["count"] > 0 else "cpu"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from torch import nn
 from driftboard.core import inputs
 
 SUITE_ID = "driftboard-reference"
-SUITE_VERSION = 1
+SUITE_VERSION = 2  # 2: training cases (core/suite_training.py); the forward cases are unchanged since 1
 
 TORCH_DTYPES = {
     "float16": torch.float16,
@@ -43,6 +43,7 @@ class Prepared:
     weight_digest: str
     input_digest: str
     hooks: tuple[str, ...] = ()  # submodules whose outputs are recorded as layers
+    inputs: tuple[torch.Tensor, ...] = ()  # what ``forward`` passes ``model``: the float64 truth upcasts them
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _prepare(case_id: str, model: nn.Module, shape: tuple[int, ...], device: tor
     model = model.to(device=device, dtype=dtype).eval()
     weight_digest = _fill(case_id, model, dtype, device)
     x, input_digest = _input(case_id, shape, dtype, device)
-    return Prepared(lambda: model(x), model, weight_digest, input_digest, hooks)
+    return Prepared(lambda: model(x), model, weight_digest, input_digest, hooks, inputs=(x,))
 
 
 # ------------------------------------------------------------- models
@@ -149,8 +150,8 @@ class MLP(nn.Module):
         return self.fc3(self.act2(self.fc2(self.act1(self.fc1(x)))))
 
 
-def _mlp(case_id: str, device: torch.device, dtype: torch.dtype) -> Prepared:
-    model = MLP().to(device=device, dtype=dtype).eval()
+def kaiming_fill(case_id: str, model: nn.Module, dtype: torch.dtype, device: torch.device) -> str:
+    """Like ``_fill``, with weights in the Kaiming-uniform range (ReLU); return their digest."""
     arrays = []
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -160,8 +161,14 @@ def _mlp(case_id: str, device: torch.device, dtype: torch.dtype) -> Prepared:
             tensor = torch.from_numpy(inputs.uniform(f"{case_id}/{name}", tuple(param.shape), -bound, bound)).to(dtype)
             arrays.append(tensor.to(torch.float64).numpy())
             param.copy_(tensor.to(device))
+    return inputs.digest(arrays)
+
+
+def _mlp(case_id: str, device: torch.device, dtype: torch.dtype) -> Prepared:
+    model = MLP().to(device=device, dtype=dtype).eval()
+    weight_digest = kaiming_fill(case_id, model, dtype, device)
     x, input_digest = _input(case_id, (64, 10), dtype, device)
-    return Prepared(lambda: model(x), model, inputs.digest(arrays), input_digest, ("fc1", "fc2", "fc3"))
+    return Prepared(lambda: model(x), model, weight_digest, input_digest, ("fc1", "fc2", "fc3"), inputs=(x,))
 
 
 def _numpy_f64_input(case_id: str, device: torch.device, dtype: torch.dtype) -> Prepared:
@@ -174,7 +181,7 @@ def _numpy_f64_input(case_id: str, device: torch.device, dtype: torch.dtype) -> 
     def forward() -> torch.Tensor:
         return model(torch.tensor(array, dtype=dtype).to(device))
 
-    return Prepared(forward, model, weight_digest, input_digest, ("lstm",))
+    return Prepared(forward, model, weight_digest, input_digest, ("lstm",), inputs=(torch.tensor(array, dtype=dtype),))
 
 
 def _rng_init(case_id: str, device: torch.device, dtype: torch.dtype) -> Prepared:

@@ -24,6 +24,17 @@ def inert(text: str) -> str:
     return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
 
 
+def json_text_is_inert(text: str) -> bool:
+    """Whether every string strict ``json.loads`` decodes from ``text`` is inert already, so a reader may
+    skip ``inert``: no ``\\u`` escape (the only way to write a surrogate or, inside a string, a C0 control)
+    and no other unsafe character written as itself. (Strict parsing refuses raw C0 controls in strings.)"""
+    if "\\u" in text:
+        return False
+    if text.isascii():  # O(1) in CPython; DEL is then the one unsafe character a string may hold raw
+        return "\x7f" not in text
+    return not _UNSAFE.search(text)
+
+
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), @SUM(...)).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -35,6 +35,7 @@ else:
         st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
         st.Page(PAGES / "matrix.py", title="Drift matrix", icon=":material/grid_on:", url_path="matrix"),
         st.Page(PAGES / "machines.py", title="Machines", icon=":material/dns:", url_path="machines"),
+        st.Page(PAGES / "write_log.py", title="Write log", icon=":material/history:", url_path="log"),
         st.Page(PAGES / "run.py", title="Run", icon=":material/description:", url_path="run", visibility="hidden"),
     ]
 st.navigation(pages).run()

@@ -115,6 +115,12 @@ class AccessPolicy:
 
 DEFAULT_NEEDS = {"view": Role.ANONYMOUS, "upload": Role.UPLOADER, "golden": Role.ADMIN, "delete": Role.ADMIN}
 OPEN = AccessPolicy()
+WRITES = ("upload", "golden", "delete")
+
+
+def open_writes(policy: AccessPolicy) -> tuple[str, ...]:
+    """The actions that change data which anyone may do without a token or login under ``policy``."""
+    return tuple(action for action in WRITES if policy.allows(Role.ANONYMOUS, action))
 
 
 # ------------------------------------------------------------------ tokens

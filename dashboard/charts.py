@@ -30,6 +30,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from driftboard.core.compare.metrics import LayerDivergence
+from driftboard.core.compare.own import Change, ModuleChange
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.run import ArraySource, CaseResult
 from driftboard.dashboard.decode_budget import DecodeBudget, DecodeBudgetExceeded
@@ -52,6 +53,7 @@ from driftboard.dashboard.format import (
     case_key_text,
     fmt_abs,
     fmt_count,
+    fmt_rel,
     fmt_shape,
     fmt_time,
     fmt_ulp,
@@ -63,6 +65,7 @@ from driftboard.dashboard.format import (
 if TYPE_CHECKING:
     from driftboard.core.audit import TimelineEvent, TimelinePoint
     from driftboard.core.compare.runs import CaseComparison
+    from driftboard.core.compare.training import TrainingComparison
 
 # Okabe-Ito (colour-blind safe) roles; verdict colours live in dashboard.format.
 BLUE = "#0072B2"
@@ -482,6 +485,223 @@ def layer_divergence(
                    yaxis={"type": "log" if log else "linear", "exponentformat": "e"})
 
 
+# ---------------------------------------------------------------- training cases, step by step
+
+TRAINING_LOSS_CHART = "Training loss"
+TRAINING_DELTA_CHART = "Training difference"
+
+
+def training_loss_curves(training: TrainingComparison, title: str = "Loss at each training step") -> go.Figure:
+    """Both runs' loss at each step: two lines that lie on each other until the drift shows."""
+    if not training.baseline_loss and not training.candidate_loss:
+        return empty_figure(title, "Neither run recorded a training step.")
+    fig = go.Figure()
+    for name, values, colour, dash in (("baseline", training.baseline_loss, BLUE, "solid"),
+                                       ("candidate", training.candidate_loss, ORANGE, "dot")):
+        steps = list(range(1, len(values) + 1))
+        fig.add_trace(go.Scatter(
+            x=steps, y=[v if math.isfinite(v) else None for v in values], mode="lines", name=name,
+            line={"color": colour, "dash": dash, "width": 2},
+            hovertext=[f"{name}, step {i}<br>loss {v:.9g}" for i, v in zip(steps, values)],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    positive = [v for v in (*training.baseline_loss, *training.candidate_loss) if math.isfinite(v) and v > 0]
+    log = len(positive) == len(training.baseline_loss) + len(training.candidate_loss) and _spans_decades(positive)
+    return _styled(fig, title, "training step", "loss" + (" (log scale)" if log else ""), training.text,
+                   yaxis={"type": "log" if log else "linear", "exponentformat": "e"})
+
+
+def training_delta(training: TrainingComparison,
+                   title: str = "How the difference grows: |Δ| at each training step (log scale)") -> go.Figure:
+    """|Δloss| and |Δ parameter distance| per step on a log axis, the first divergent step marked.
+
+    Steps where a difference is exactly zero have no point on a log axis: they are left out and said so.
+    """
+    if training.first_bitwise_step is None:
+        return empty_figure(title, f"All {training.steps} compared steps are bitwise identical: nothing grows.")
+    fig = go.Figure()
+    zeros = []
+    for name, values, colour, symbol in (("|Δloss|", training.loss_delta, VERMILLION, "circle"),
+                                         ("|Δ parameter distance from start|", training.distance_delta, PURPLE,
+                                          "diamond")):
+        steps = [i + 1 for i, v in enumerate(values) if math.isfinite(v) and v > 0]
+        shown = [values[i - 1] for i in steps]
+        zeros.append(len(values) - len(steps))
+        fig.add_trace(go.Scatter(
+            x=steps, y=shown, mode="lines+markers", name=name, marker={"color": colour, "symbol": symbol, "size": 6},
+            line={"color": colour, "width": 1.5},
+            hovertext=[f"step {i}<br>{plotly_text(name, 60)} {fmt_abs(v)}" for i, v in zip(steps, shown)],
+            hovertemplate="%{hovertext}<extra></extra>"))
+    first = training.first_bitwise_step
+    marks = [{"type": "line", "xref": "x", "yref": "paper", "x0": first, "x1": first, "y0": 0, "y1": 1,
+              "line": {"color": GREY, "dash": "dash", "width": 1.5}}]
+    notes = [{"text": f"first divergent step {first}", "xref": "x", "yref": "paper", "x": first, "y": 1.0,
+              "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}}]
+    if training.first_beyond_step is not None:
+        beyond = training.first_beyond_step
+        marks.append({"type": "line", "xref": "x", "yref": "paper", "x0": beyond, "x1": beyond, "y0": 0, "y1": 1,
+                      "line": {"color": VERMILLION, "dash": "dot", "width": 1.5}})
+        notes.append({"text": f"beyond {plotly_text(training.tolerance, 60)} from step {beyond}", "xref": "x",
+                      "yref": "paper", "x": beyond, "y": 0.92, "xanchor": "left", "showarrow": False,
+                      "font": {"size": 12}})
+    growth = training.loss_growth or training.distance_growth
+    subtitle = "; ".join(part for part in (
+        f"|Δloss| {training.loss_growth.text}" if training.loss_growth else "",
+        f"|Δ parameter distance| {training.distance_growth.text}" if training.distance_growth else "",
+        "too few nonzero differences for a growth rate" if growth is None else "",
+        f"{zeros[0]} steps with |Δloss| = 0 not drawn" if zeros[0] else "") if part)
+    return _styled(fig, title, "training step", "absolute difference (log scale)", subtitle,
+                   xaxis={"range": [0.5, training.steps + 0.5]}, yaxis={"type": "log", "exponentformat": "e"},
+                   shapes=marks, annotations=notes)
+
+
+def training_figures(comparison: CaseComparison, name: str) -> list[tuple[str, go.Figure]]:
+    training = comparison.training
+    if training is None:
+        return []
+    figures = [(TRAINING_LOSS_CHART, training_loss_curves(training, title=f"{name}: loss at each training step"))]
+    if training.first_bitwise_step is not None:
+        figures.append((TRAINING_DELTA_CHART, training_delta(
+            training, title=f"{name}: |Δ| at each training step (log scale)")))
+    return figures
+
+
+# ---------------------------------------------------------------- module calls of an own model
+
+
+MODULE_CHART = "Divergence by module call"  # its title in ``case_figures``: pages draw it full width
+LARGE_CHART = 5000  # points above which a chart draws with WebGL (Scattergl): SVG markers slow the browser down
+
+
+def module_divergence(
+    changes: Sequence[ModuleChange],
+    first_divergent: ModuleChange | None = None,
+    title: str = "Divergence by module call (execution order)",
+) -> go.Figure:
+    """Relative error of each module call of an own model, in execution order, on a log axis.
+
+    x: the call's position in the baseline's execution order (calls only the candidate made come last);
+    y: ``Change.rel_error``. Bitwise identical calls sit on a band below the smallest error (tick
+    "0 (identical)"), calls without a finite figure (a shape or dtype change, a call on one side only,
+    a change from all zeros) on a band above the largest (tick "no figure"). The first divergent call
+    (default: the first that is not identical) gets a dashed vertical line and its label. One trace per
+    kind of call and no per-point annotation, so a model of thousands of calls stays one light figure;
+    each point's hover has the module, its type, the call number and the figures.
+    """
+    if not changes:
+        return empty_figure(title, "This case records no module calls (captured with --layers none, or it "
+                                   "failed before its forward finished).")
+    if first_divergent is None:
+        first_divergent = next((m for m in changes if not m.identical), None)
+    kinds = [_module_kind(m) for m in changes]
+    positive = [m.change.rel_error for m, kind in zip(changes, kinds) if kind == "changed"]
+    lo = math.floor(math.log10(min(positive))) if positive else -8
+    hi = max(math.ceil(math.log10(max(positive))), lo + 1) if positive else lo + 1
+    floor, ceiling = 10.0 ** (lo - 1), 10.0 ** (hi + 1)
+    heights = {"identical": floor, "zero": floor, "none": ceiling}
+    scatter = go.Scattergl if len(changes) > LARGE_CHART else go.Scatter
+    fig = go.Figure()
+    y = np.array([heights.get(kind) or m.change.rel_error for m, kind in zip(changes, kinds)], dtype=np.float64)
+    for kind, (name, colour, symbol, size) in _MODULE_KINDS.items():
+        pick = np.array([i for i, k in enumerate(kinds) if k == kind], dtype=np.int64)
+        if pick.size:
+            fig.add_trace(scatter(
+                x=pick + 1, y=y[pick], mode="markers", name=f"{name} ({pick.size:,})",
+                marker={"color": colour, "symbol": symbol, "size": size, "line": {"width": 0}},
+                customdata=_module_custom([changes[i] for i in pick]), hovertemplate=_MODULE_HOVER,
+            ))
+    shapes, notes = [], []
+    if first_divergent is not None and first_divergent in changes:
+        at = changes.index(first_divergent) + 1
+        fig.add_trace(scatter(
+            x=[at], y=[y[at - 1]], mode="markers",
+            name="first divergent call", marker={"color": VERMILLION, "symbol": "circle-open", "size": 16,
+                                                 "line": {"width": 2}},
+            customdata=_module_custom([first_divergent]), hovertemplate=_MODULE_HOVER,
+        ))
+        shapes.append({"type": "line", "x0": at, "x1": at, "y0": 0, "y1": 1, "xref": "x", "yref": "paper",
+                       "line": {"color": VERMILLION, "dash": "dash", "width": 1.5}})
+        right = at > 0.7 * len(changes)  # a label near the right edge runs inwards
+        notes.append({"x": at, "y": 1.0, "xref": "x", "yref": "paper", "showarrow": False,
+                      "text": f"first divergent: {plotly_text(first_divergent.label, 90)}",
+                      "xanchor": "right" if right else "left", "xshift": -4 if right else 4,
+                      "yanchor": "bottom", "bgcolor": "rgba(128,128,128,0.12)"})
+    step = 1 if hi - lo <= 10 else 2
+    decades = list(range(lo, hi + 1, step))
+    top = ceiling if "none" in kinds else 10.0 ** hi
+    yaxis = {"type": "log", "tickmode": "array",
+             "tickvals": [floor, *(10.0 ** d for d in decades), *([ceiling] if "none" in kinds else [])],
+             "ticktext": ["0 (identical)", *(f"1e{d}" for d in decades), *(["no figure"] if "none" in kinds else [])],
+             "range": [lo - 1.4, math.log10(top) + 0.4]}
+    xaxis: dict[str, Any] = {"range": [0.5, len(changes) + 0.5], "zeroline": False}
+    named = len(changes) <= 30  # few calls: each one named under its point (its tail: the distinctive part)
+    if named:
+        xaxis.update(tickmode="array", tickvals=list(range(1, len(changes) + 1)), tickangle=-40,
+                     ticktext=[plotly_text(_tail(m.name or "(model)", 30), 32) for m in changes])
+    differ = sum(1 for k in kinds if k != "identical")
+    parts = [f"{len(changes):,} module calls, {differ:,} differ" if differ else "every call bitwise identical"]
+    figures = [m.change for m, k in zip(changes, kinds) if k == "changed"]
+    if figures:  # the first divergent call is named by its marker's label
+        parts.append("y: relative L2 error (element by element)" if all(c.elementwise for c in figures)
+                     else "y: relative change of the L2 norm (statistics)")
+    return _styled(fig, title, "module call (execution order)", "relative error (log scale)", "; ".join(parts),
+                   height=520 if named else 440, xaxis=xaxis, yaxis=yaxis, shapes=shapes, annotations=notes,
+                   margin={"l": 90, "r": 30, "t": 104, "b": 190 if named else 100},
+                   # beside the plot when names stand under it: below, their length would decide where it lands
+                   legend={"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.01} if named
+                   else {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0})
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of a long qualified name, which tells calls apart (``…layers.3.self_attn.out_proj``)."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
+# name in the legend, colour, marker symbol, size: never colour alone
+_MODULE_KINDS = {
+    "identical": ("bitwise identical", GREEN, "circle", 6),
+    "zero": ("bits differ, error 0", SKY, "diamond-open", 8),
+    "changed": ("differs", ORANGE, "circle", 7),
+    "none": ("no figure (see hover)", PURPLE, "x", 9),  # a shape or dtype change, a call on one side only
+}
+
+
+def _module_kind(module: ModuleChange) -> str:
+    change = module.change
+    if change.identical:
+        return "identical"
+    value = change.rel_error
+    if value is None or not math.isfinite(value):
+        return "none"
+    return "zero" if value <= 0 else "changed"
+
+
+# name, type and call number, then the figures, from each point's customdata; its position is x
+_MODULE_HOVER = ("<b>%{customdata[0]}</b><br>%{customdata[1]} · call %{customdata[2]} · #%{x} in execution order"
+                 "<br>%{customdata[3]}<extra></extra>")
+
+
+def _module_custom(modules: Sequence[ModuleChange]) -> np.ndarray:
+    """Each call's hover fields (name, type, call, figures), escaped: one small row per point, as a string
+    array (Plotly copies an object array element by element, a string array in one go)."""
+    types: dict[str, str] = {}
+    rows = [(plotly_text(m.name or "(model)", 120), types.get(m.type) or types.setdefault(m.type, plotly_text(m.type, 60)),
+             str(m.call), _change_hover(m.change)) for m in modules]
+    return np.array(rows, dtype=str).reshape(len(modules), 4)
+
+
+def _change_hover(change: Change) -> str:
+    if change.identical:
+        return "bitwise identical"
+    lines = [plotly_text(change.note, 120)] if change.note else []
+    if change.elementwise:
+        lines.append(f"rel L2 error {fmt_rel(change.rel_error)} · max {fmt_ulp(change.ulp_max)} ULP · "
+                     f"max abs {fmt_abs(change.max_abs)} · max rel {fmt_rel(change.max_rel)}")
+    elif change.l2_rel is not None or change.max_change is not None:
+        lines.append(f"L2 norm {fmt_rel(change.l2_rel)} relative · min/max/mean moved {fmt_abs(change.min_change)}"
+                     f" / {fmt_abs(change.max_change)} / {fmt_abs(change.mean_change)}")
+    return "<br>".join(lines) or "digests differ (no figures)"
+
+
 # ---------------------------------------------------------------- drift matrix
 
 
@@ -496,6 +716,8 @@ def drift_matrix(
     title: str = "Drift against the baseline: runs × cases",
     magnitude_grid: Sequence[Sequence[float | None]] | None = None,
     row_groups: Sequence[str] | None = None,
+    column_groups: Sequence[str] | None = None,
+    case_notes: Sequence[str | None] | None = None,
 ) -> go.Figure:
     """Runs (rows) × cases (columns), each cell coloured by its verdict; the colour bar lists verdict words.
 
@@ -503,7 +725,10 @@ def drift_matrix(
     shades the cells that have one on a log scale of ULPs, over the verdict
     colours, so "1 ULP" and "a million ULP" no longer look alike; ``row_groups``
     names each row's machine: rows of one machine are drawn together under its
-    name with a rule between machines.
+    name with a rule between machines. ``column_groups`` names each column's
+    group (the reference suite, the team's own models): adjacent columns of a
+    group get one heading above them and a rule between groups; ``case_notes``
+    adds a line per column to every hover of that column (None: nothing).
 
     ``verdict_grid[r][c]`` is the verdict of run r on case c (None: no result);
     ``hover_grid`` the figures shown on hover (plain text, newlines allowed).
@@ -528,6 +753,9 @@ def drift_matrix(
     z = np.array([[np.nan if v is None else slot[v] for v in row] for row in verdicts], dtype=float)
     run_text = [plotly_text(r, 60) for r in run_labels]
     case_text = [plotly_text(c, 60) for c in case_labels]
+    notes = [f"<br><i>{_hover(n)}</i>" if n else "" for n in case_notes] if case_notes is not None else [""] * n_cases
+    if len(notes) != n_cases or (column_groups is not None and len(column_groups) != n_cases):
+        raise ValueError(f"case_notes and column_groups must have {n_cases} entries")
     heads = run_text if row_groups is None else [f"{plotly_text(g, 40)} · {t}" for g, t in zip(row_groups, run_text,
                                                                                               strict=True)]
     hover = np.empty((n_runs, n_cases), dtype=object)
@@ -538,7 +766,7 @@ def drift_matrix(
         for c in range(n_cases):
             style = verdict_style(verdicts[r][c])
             figures = hover_grid[r][c] if hover_grid is not None else None
-            hover[r, c] = (f"<b>{heads[r]}</b><br>{case_text[c]}<br>{style.label}"
+            hover[r, c] = (f"<b>{heads[r]}</b><br>{case_text[c]}{notes[c]}<br>{style.label}"
                            + (f"<br>{_hover(figures)}" if figures else ""))
             icons[r, c] = style.icon
             fills[r, c], inks[r, c] = style.colour, style.text_colour
@@ -583,6 +811,10 @@ def drift_matrix(
     shapes: list[dict[str, Any]] = []
     if row_groups is not None:
         ticks, tick_text, shapes = _machine_rows(list(row_groups), run_text, stride, n_cases)
+    headings: list[dict[str, Any]] = []
+    if column_groups is not None:
+        rules, headings = _case_groups(list(column_groups), n_runs)
+        shapes += rules
     what = "max ULP shades the cells; " if magnitude_grid is not None else ""
     return _styled(
         fig, title, "case", "machine · run" if row_groups is not None else "run",
@@ -593,7 +825,7 @@ def drift_matrix(
         yaxis={"tickmode": "array", "tickvals": ticks, "ticktext": tick_text,
                "autorange": "reversed", "showgrid": False, "zeroline": False},
         meta={"run_ids": run_ids, "case_keys": case_keys}, dragmode="select", shapes=shapes,
-        margin={"l": 160, "r": 30, "t": 80, "b": 150},
+        margin={"l": 160, "r": 30, "t": 104 if headings else 80, "b": 150}, annotations=headings,
     )
 
 
@@ -636,6 +868,18 @@ def _machine_rows(groups: list[str], run_text: list[str], stride: int, n_cases: 
     rules = [{"type": "line", "xref": "x", "yref": "y", "x0": -0.5, "x1": n_cases - 0.5, "y0": r - 0.5,
               "y1": r - 0.5, "line": {"color": ZERO_LINE, "width": 2}} for r in starts[1:]]
     return ticks, text, rules
+
+
+def _case_groups(groups: list[str], n_runs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rules between column groups and a heading over each run of a group's columns (above the plot)."""
+    starts = [c for c in range(len(groups)) if c == 0 or groups[c] != groups[c - 1]]
+    ends = [*starts[1:], len(groups)]
+    rules = [{"type": "line", "xref": "x", "yref": "y", "x0": c - 0.5, "x1": c - 0.5, "y0": -0.5,
+              "y1": n_runs - 0.5, "line": {"color": ZERO_LINE, "width": 3}} for c in starts[1:]]
+    headings = [{"text": f"<b>{plotly_text(groups[a], 60)}</b>", "xref": "x", "yref": "paper",
+                 "x": (a + b - 1) / 2, "y": 1.0, "yanchor": "bottom", "showarrow": False,
+                 "font": {"size": 12}} for a, b in zip(starts, ends, strict=True)]
+    return rules, headings
 
 
 def _discrete_scale(colours: Sequence[str]) -> list[list[Any]]:
@@ -869,7 +1113,9 @@ def case_figures(
 ) -> CaseCharts:
     """The charts for one compared case: ULP histogram, scatter, heatmap (2-D or more), error by
     timestep (time axis), divergence by layer (layers) — or a short explanation instead when the
-    case is identical, missing on one side, fed other inputs, or could not be compared.
+    case is identical, missing on one side, fed other inputs, or could not be compared. A case of the
+    team's own models whose module calls differ gets the divergence by module call first (``MODULE_CHART``),
+    drawn from the comparison's statistics alone, with or without arrays.
 
     The element charts decode both outputs, charged to ``budget`` (a page's
     ``DecodeBudget``; a fresh one when None): past it they are skipped and the
@@ -884,18 +1130,22 @@ def case_figures(
     if comparison.layers and any(not layer.identical for layer in comparison.layers):
         layers_fig = [("Divergence by layer", layer_divergence(
             comparison.layers, title=f"{name}: divergence by layer", first_divergent=comparison.first_divergent_layer))]
+    modules_fig = training_figures(comparison, name)  # a training case: its steps first
+    if _modules_charted(comparison):  # an own model: where in its forward the numbers start to differ
+        modules_fig += [(MODULE_CHART, module_divergence(
+            comparison.modules, comparison.first_divergent_module, title=f"{name}: divergence by module call"))]
     if reason is not None:
-        return CaseCharts(reason, tuple(layers_fig))
+        return CaseCharts(reason, tuple(modules_fig + layers_fig))
     assert baseline_case is not None and candidate_case is not None
     assert baseline_case.output is not None and candidate_case.output is not None
     if baseline_arrays is None or candidate_arrays is None:
         return CaseCharts(f"{verdict_style(verdict).label}: {comparison.detail}. The arrays are not available "
-                          "here, so only the figures are shown.", tuple(layers_fig))
+                          "here, so only the figures are shown.", tuple(modules_fig + layers_fig))
     metrics = comparison.metrics
     request = ElementRequest(baseline_arrays, baseline_case.output, candidate_arrays, candidate_case.output,
                              metrics.time_axis if metrics else None, max_points, budget or DecodeBudget())
     explanation, skipped = f"{verdict_style(verdict).label}: {comparison.detail}", ""
-    figures: list[tuple[str, go.Figure]] = []
+    figures: list[tuple[str, go.Figure]] = list(modules_fig)
     try:
         summary = (summarise or ElementRequest.compute)(request)
     except DecodeBudgetExceeded as exc:
@@ -924,6 +1174,13 @@ def _element_figures(summary: ElementCharts, name: str) -> list[tuple[str, go.Fi
     return figures
 
 
+def _modules_charted(comparison: CaseComparison) -> bool:
+    """Whether a case's module calls are worth a chart: some differ, and the two sides ran the same
+    model on the same weights and inputs (otherwise every call differs for a reason that is not compute)."""
+    return (comparison.verdict is not Verdict.INPUTS_DIFFER
+            and any(not m.identical for m in comparison.modules))
+
+
 def _no_chart_reason(
     comparison: CaseComparison, baseline_case: CaseResult | None, candidate_case: CaseResult | None
 ) -> str | None:
@@ -945,6 +1202,8 @@ def _no_chart_reason(
         extra = ""
         if comparison.layers and any(not layer.identical for layer in comparison.layers):
             extra = " Some intermediate layers differ by digest; see the layer chart."
+        elif _modules_charted(comparison):
+            extra = " Some module calls differ inside the model; see the module chart."
         return f"{label}:{count} are the same bits on both machines; there is no difference to chart.{extra}"
     if v in (Verdict.SHAPE_MISMATCH, Verdict.DTYPE_MISMATCH, Verdict.ERROR):
         return f"{label}: {comparison.detail}. The outputs cannot be compared element by element."

@@ -4,7 +4,9 @@ The case charts are drawn from ``element_data.ElementCharts`` (a bounded
 summary of the two outputs, computed from arrays inflated a chunk at a time)
 cached by array digest for the whole server, so every viewer of a comparison
 after the first decodes nothing; the first one pays with the page's
-``DecodeBudget`` and waits its turn at the process-wide decode gate.
+``DecodeBudget`` and waits its turn at the process-wide decode gate. A case
+of the team's own models also gets its module calls (``module_view``), drawn
+from the comparison's records without decoding anything.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import streamlit as st
 
 from driftboard.core.compare import RunComparison, RunInfo
 from driftboard.core.run import CaseResult, Run
-from driftboard.dashboard import charts, details, tables, ui
+from driftboard.dashboard import charts, details, module_view, tables, ui
 from driftboard.dashboard.decode_budget import DecodeBudget
 from driftboard.dashboard.element_data import ElementCharts, ElementRequest
 from driftboard.dashboard.format import (
@@ -61,12 +63,66 @@ def show_comparison(store: Store, result: RunComparison, index: int, budget: Dec
         st.dataframe(tables.causes_frame(result.causes), hide_index=True, key=f"compare_causes_{index}",
                      column_config=details.widths({"likely cause": "medium", "evidence": "large"}))
         details.in_full("Likely causes with their evidence, in full", tables.cause_texts(result.causes))
-    st.markdown("**Cases**", help=ULP_HELP)
+    _explanation(store, result, index)
+    st.markdown("**Cases**", help=f"{ULP_HELP}\n\n{tables.TIERS_HELP}")
     st.dataframe(tables.styled(tables.verdict_frame(result)), hide_index=True, key=f"compare_verdicts_{index}",
                  column_config=details.widths({"what was found": "large"}))
     details.in_full("What was found in each case that is not identical, in full", tables.found_texts(result))
+    _truth(result, index)
     _environment(result, index)
     _case_detail(store, result, index, budget or DecodeBudget())
+
+
+def _explanation(store: Store, result: RunComparison, index: int) -> None:
+    """What ``driftboard explain`` found for this pair, if it ran: the likely causes it confirms or refutes."""
+    from driftboard.core.errors import DriftboardError
+    from driftboard.core.explain.result import command_line
+
+    if not any(c.verdict.changed for c in result.cases):
+        return
+    st.markdown("**Explained by re-running**", help=EXPLAIN_HELP)
+    try:
+        found = store.explanation(result.baseline.run_id, result.candidate.run_id)
+    except DriftboardError as exc:
+        st.warning(markdown_text(str(exc), 400))
+        return
+    if found is None:
+        st.caption("No explanation is stored for this pair. On the machine that captured one of the runs:")
+        st.code(command_line(result.baseline.run_id, result.candidate.run_id), language="bash")
+        return
+    st.markdown(markdown_text(found.summary, 600))
+    st.caption(markdown_text(f"re-run on the {found.this_side}'s machine, {fmt_time(found.created_at)}; "
+                             f"{sum(t.status == 'done' for t in found.trials)} of {len(found.trials)} settings ran"
+                             + ("" if found.complete else " (stopped by the budget)"), 300))
+    if found.causes:
+        st.dataframe(pd.DataFrame([{"likely cause": safe_text(c.title, 160), "re-runs": c.status,
+                                    "because": safe_text(c.reason, 400)} for c in found.causes]),
+                     hide_index=True, key=f"compare_explained_{index}",
+                     column_config=details.widths({"likely cause": "medium", "because": "large"}))
+
+
+EXPLAIN_HELP = ("`driftboard explain BASELINE CANDIDATE` re-runs the differing cases on the machine that captured one "
+                "of the runs, once per numerics knob toggled (threads, oneDNN, TF32, cuDNN, deterministic algorithms, "
+                "float32 matmul precision, each lower ATEN_CPU_CAPABILITY), each in a fresh process, and says which "
+                "setting reproduces the other run bit for bit or within tolerance.")
+
+
+def _truth(result: RunComparison, index: int) -> None:
+    """Each machine's error against the float64 truth per case: which machine is closer to the true result."""
+    if not result.cases:
+        return
+    st.markdown("**Against the float64 truth**", help=TRUTH_HELP)
+    st.caption(markdown_text(result.truth.words, 400))
+    frame = tables.truth_frame(result)
+    if len(frame):
+        st.dataframe(frame, hide_index=True, key=f"compare_truth_{index}",
+                     column_config=details.widths(tables.TRUTH_WIDTHS))
+
+
+TRUTH_HELP = ("Each float32, float16 and bfloat16 case is also run on the CPU in float64 with the same weights and "
+              "inputs, exactly upcast: the error of each machine's output against that result (relative L2, and the "
+              "largest ULP distance to it rounded to the case's dtype). The ratio candidate/baseline says which "
+              "machine is closer to the true result: up to ×1 as close, up to ×2 slightly further, above further.")
 
 
 def _runs_frame(b: RunInfo, c: RunInfo) -> pd.DataFrame:
@@ -127,8 +183,12 @@ def _case_detail(store: Store, result: RunComparison, index: int, budget: Decode
         st.caption(markdown_text(figures.explanation, 600))
     else:
         st.info(markdown_text(figures.explanation, 600), icon=":material/info:")
+    if case.training is not None:  # a training case: the verdict is on the final parameters, the steps say how
+        st.markdown("**Training, step by step:** " + markdown_text(case.training.text, 600))
+    if case.modules:  # an own model: its module calls, their chart full width
+        module_view.show_modules(case, next((f for t, f in figures if t == charts.MODULE_CHART), None), index)
     columns = st.columns(2)
-    for j, (_, fig) in enumerate(figures):
+    for j, (_, fig) in enumerate((t, f) for t, f in figures if t != charts.MODULE_CHART):
         with columns[j % 2]:
             st.plotly_chart(fig, key=f"compare_chart_{index}_{j}", config={"displaylogo": False})
 

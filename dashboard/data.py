@@ -90,10 +90,45 @@ class MatrixData:
     hovers: tuple[tuple[str | None, ...], ...]
     without_cases: tuple[str, ...] = ()  # runs left out: environment only, nothing to compare
     magnitudes: tuple[tuple[float | None, ...], ...] = ()  # max ULP per cell (None: no figure, e.g. missing)
+    case_kinds: tuple[str, ...] = ()  # per column: "suite", or "own" for a case of the team's own models
+    case_sources: tuple[str, ...] = ()  # per column: where an own case's factory lives ("" for suite cases)
 
     @property
     def empty(self) -> bool:
         return not self.run_ids or not self.case_keys
+
+    def kind(self, column: int) -> str:
+        return self.case_kinds[column] if column < len(self.case_kinds) else "suite"
+
+    @property
+    def case_labels(self) -> tuple[str, ...]:
+        """Column labels: an own case's key after ``own ·``, so it never passes for a suite case."""
+        return tuple(f"{OWN_PREFIX}{key}" if self.kind(i) == "own" else key for i, key in enumerate(self.case_keys))
+
+    @property
+    def case_groups(self) -> tuple[str, ...]:
+        """Column group headings: the reference suite's cases, then the team's own."""
+        return tuple(CASE_GROUPS[self.kind(i)] for i in range(len(self.case_keys)))
+
+    @property
+    def case_notes(self) -> tuple[str | None, ...]:
+        """A hover line per column saying what an own case is and where it comes from."""
+        return tuple(own_case_note(self.case_sources[i] if i < len(self.case_sources) else "")
+                     if self.kind(i) == "own" else None for i in range(len(self.case_keys)))
+
+    @property
+    def own_columns(self) -> int:
+        return sum(self.kind(i) == "own" for i in range(len(self.case_keys)))
+
+
+OWN_PREFIX = "own · "
+CASE_GROUPS = {"suite": "reference suite", "own": "your own models"}
+
+
+def own_case_note(source: str) -> str:
+    """What an own column is, in words (``source`` is user text: the chart escapes it)."""
+    return ("a case of the team's own models" + (f", from {safe_text(source, 120)}" if source else "")
+            + ", not of the reference suite")
 
 
 def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], policy: str = "default") -> MatrixData:
@@ -109,11 +144,15 @@ def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], po
     base_refs = {case.key: case for case in base.cases}
     rows: list[tuple[str, str, dict[tuple[str, str, str], Any]]] = []
     without: list[str] = []
+    sources = {case.key: case.own.source for case in base.cases if case.own is not None}
     for run_id, label in runs:
         run, _ = store.load_run(run_id)
         if not run.cases:
             without.append(run_id)
             continue
+        for case in run.cases:
+            if case.own is not None:
+                sources.setdefault(case.key, case.own.source)
         _prefetch_differing(arrays, base_refs, run)
         result = compare_runs(base, arrays, replace(run, fingerprint={}), arrays, rule)
         rows.append((run_id, label, {case.key: case for case in result.cases}))
@@ -124,6 +163,7 @@ def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], po
             if key not in seen:
                 seen.add(key)
                 keys.append(key)
+    keys.sort(key=lambda k: k in sources)  # the suite's columns first, then the team's own (stable otherwise)
     verdicts, hovers, magnitudes = [], [], []
     for _, _, cases in rows:
         verdicts.append(tuple(cases[k].verdict.value if k in cases else None for k in keys))
@@ -138,6 +178,8 @@ def matrix_data(store: Store, baseline: str, runs: Sequence[tuple[str, str]], po
         hovers=tuple(hovers),
         without_cases=tuple(without),
         magnitudes=tuple(magnitudes),
+        case_kinds=tuple("own" if k in sources else "suite" for k in keys),
+        case_sources=tuple(sources.get(k, "") for k in keys),
     )
 
 
@@ -165,11 +207,14 @@ def cell_figures(case: Any) -> str:
     m = case.metrics
     if m is None or (m.changed == 0 and not m.nonfinite_mismatch):
         return safe_text(case.detail, 200)
-    return "\n".join([
+    lines = [
         f"max ULP {fmt_ulp(m.ulp_max, m.dtype)} (p99 {fmt_ulp(m.ulp_p99, m.dtype)})",
         f"max abs {fmt_abs(m.max_abs)}, max rel {fmt_rel(m.max_rel)}",
         f"mismatched {fmt_count(m.mismatched, m.n)}; changed {fmt_count(m.changed, m.n)}",
-    ])
+    ]
+    if getattr(case, "kind", "suite") == "own" and case.first_divergent_layer:
+        lines.append(safe_text(f"first divergent module {case.first_divergent_layer}", 200))
+    return "\n".join(lines)
 
 
 def comparable_runs(store: Store, baseline: RunSummary, filters: RunFilter, count: int,

@@ -29,6 +29,7 @@ from driftboard.core.compare.metrics import worst_elements
 from driftboard.core.compare.runs import CaseComparison, RunComparison, RunInfo
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.documents import document
+from driftboard.core.explain.result import Explanation
 from driftboard.core.run import ArraySource, Run
 from driftboard.core.version import __version__
 from driftboard.dashboard import charts
@@ -77,12 +78,15 @@ def comparison_report_html(
     generated_at: str | None = None,
     max_charted_cases: int = 20,
     max_points: int = 5000,
+    explanations: Mapping[tuple[str, str], Explanation] | None = None,
 ) -> str:
     """One self-contained HTML page for a baseline against one or more candidates.
 
     ``runs`` maps run ids to (run, arrays) for the charts of changed cases (at
     most ``max_charted_cases`` per comparison, worst first); without it the
-    report has the tables and the per-case explanations only.
+    report has the tables and the per-case explanations only. ``explanations``
+    maps (baseline, candidate) run ids to what ``driftboard explain`` found,
+    shown next to the likely causes.
     """
     data = comparison_report_json(comparisons, title=title, generated_at=generated_at)
     doc = _Document(data["title"])
@@ -91,7 +95,8 @@ def comparison_report_html(
     if not comparisons:
         doc.add("<p class='empty'>No comparisons were given: nothing to report.</p>")
     for i, comparison in enumerate(comparisons, 1):
-        _comparison_section(doc, i, comparison, runs or {}, max_charted_cases, max_points)
+        found = (explanations or {}).get((comparison.baseline.run_id, comparison.candidate.run_id))
+        _comparison_section(doc, i, comparison, runs or {}, max_charted_cases, max_points, found)
     return doc.render(data)
 
 
@@ -105,7 +110,8 @@ def _comparison_title(comparisons: Sequence[RunComparison]) -> str:
 
 
 def _comparison_section(
-    doc: _Document, number: int, comparison: RunComparison, runs: RunSources, max_charted: int, max_points: int
+    doc: _Document, number: int, comparison: RunComparison, runs: RunSources, max_charted: int, max_points: int,
+    explanation: Explanation | None = None,
 ) -> None:
     b, c = comparison.baseline, comparison.candidate
     doc.add(f"<section class='comparison' id='comparison-{number}'>")
@@ -117,10 +123,11 @@ def _comparison_section(
             f"<code>{html_text(comparison.policy)}</code> · {len(comparison.cases)} cases: {counts or 'none'}</p>")
     for note in comparison.notes:
         doc.add(f"<p class='note'>Note: {html_text(note, 600)}</p>")
-    _causes(doc, comparison)
+    _causes(doc, comparison, explanation)
     _environment(doc, comparison)
     doc.add("<h3>Cases</h3>")
     doc.add(_case_table(comparison))
+    _truth(doc, comparison)
     _case_details(doc, comparison, runs, max_charted, max_points)
     doc.add("</section>")
 
@@ -140,14 +147,29 @@ def _run_table(b: RunInfo, c: RunInfo) -> str:
             f"<tbody>{body}</tbody></table>")
 
 
-def _causes(doc: _Document, comparison: RunComparison) -> None:
-    if not comparison.causes:
-        return
-    doc.add("<h3>Likely causes</h3><ol class='causes'>")
-    for cause in comparison.causes:
-        doc.add(f"<li><strong>{html_text(cause.title)}</strong> <span class='muted'>({cause.confidence} "
-                f"confidence)</span><br>{html_text(cause.evidence, 2000)}</li>")
-    doc.add("</ol>")
+def _causes(doc: _Document, comparison: RunComparison, explanation: Explanation | None = None) -> None:
+    if comparison.causes:
+        doc.add("<h3>Likely causes</h3><ol class='causes'>")
+        for cause in comparison.causes:
+            doc.add(f"<li><strong>{html_text(cause.title)}</strong> <span class='muted'>({cause.confidence} "
+                    f"confidence)</span><br>{html_text(cause.evidence, 2000)}</li>")
+        doc.add("</ol>")
+    if explanation is not None:
+        _explanation(doc, explanation)
+
+
+def _explanation(doc: _Document, found: Explanation) -> None:
+    """What ``driftboard explain`` found by re-running the differing cases: the causes it confirms or refutes."""
+    ran = sum(t.status == "done" for t in found.trials)
+    doc.add(f"<h3>Explained by re-running</h3><p class='explanation'>{html_text(found.summary, 1000)}</p>"
+            f"<p class='muted'>re-run on the {html_text(found.this_side)}'s machine, {html_text(found.created_at)}: "
+            f"{ran} of {len(found.trials)} settings ran{'' if found.complete else ' (stopped by the budget)'}</p>")
+    if found.causes:
+        doc.add("<ul class='causes'>" + "".join(
+            f"<li><strong>{html_text(c.title)}</strong>: {html_text(c.status)} <span class='muted'>"
+            f"({html_text(c.reason, 600)})</span></li>" for c in found.causes) + "</ul>")
+    if found.remaining:
+        doc.add(f"<p>Remaining environment differences: {html_text('; '.join(found.remaining), 2000)}</p>")
 
 
 def _environment(doc: _Document, comparison: RunComparison) -> None:
@@ -174,10 +196,29 @@ def _env_table(changes: Iterable[Any]) -> str:
             f"</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+def _truth(doc: _Document, comparison: RunComparison) -> None:
+    """Each machine's error against the float64 truth per case, and which is closer (``core/compare/truth.py``)."""
+    if not comparison.cases:
+        return
+    doc.add(f"<h3>Against the float64 truth</h3><p>{html_text(comparison.truth.words, 400)}</p>")
+    rows = []
+    for case in sorted((c for c in comparison.cases if c.truth is not None), key=lambda c: c.key):
+        t = case.truth
+        cells = [case.case_id, case.device, case.dtype,
+                 *(fmt_rel(e.rel_l2) if e is not None and e.error is None else MISSING for e in (t.baseline, t.candidate)),
+                 t.words]
+        rows.append("<tr>" + "".join(f"<td>{html_text(str(v), 300)}</td>" for v in cells) + "</tr>")
+    if rows:
+        head = "".join(f"<th>{h}</th>" for h in ("case", "device", "dtype", "baseline rel L2", "candidate rel L2",
+                                                  "candidate vs baseline"))
+        doc.add(f"<table class='truth'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def _case_table(comparison: RunComparison) -> str:
     head = ("<thead><tr><th>case</th><th>device</th><th>dtype</th><th>verdict</th><th class='num'>max ULP</th>"
             "<th class='num'>p99 ULP</th><th class='num'>max abs</th><th class='num'>max rel</th>"
-            "<th class='num'>mismatched</th><th>notes</th></tr></thead>")
+            "<th class='num'>mismatched</th><th title='in order: run to run / processes / machines / device classes: "
+            "✓ held, ✗ broken, ? unknown'>bitwise</th><th>tolerance from</th><th>notes</th></tr></thead>")
     rows = []
     for case in sorted(comparison.cases, key=lambda c: (-c.verdict.severity, c.key)):
         m = case.metrics
@@ -190,7 +231,10 @@ def _case_table(comparison: RunComparison) -> str:
         cells = "".join(f"<td class='num'>{html_text(f)}</td>" for f in figures)
         rows.append(f"<tr><td><a href='#{_anchor(case)}'>{html_text(case.case_id)}</a></td>"
                     f"<td>{html_text(case.device)}</td><td>{html_text(case.dtype)}</td><td>{_chip(case.verdict)}</td>"
-                    f"{cells}<td>{html_text('; '.join(case.notes()), 400)}</td></tr>")
+                    f"{cells}<td title='{html_text(case.tiers.label if case.tiers else '')}'>"
+                    f"{html_text(case.tiers.marks if case.tiers else MISSING)}</td>"
+                    f"<td title='{html_text(case.tolerance_detail or '')}'>{html_text(case.tolerance_source or MISSING, 200)}</td>"
+                    f"<td>{html_text('; '.join(case.notes()), 400)}</td></tr>")
     return f"<table class='cases'>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -226,14 +270,32 @@ def _case_details(
             result = charts.case_figures(case, None, None, base_case, cand_case)
         explanation = result.explanation
         if case.verdict.changed and not with_charts:
-            explanation += (" (Charts left out: arrays not given.)" if base is None or cand is None
-                            else f" (Charts left out: only the {max_charted} worst changed cases are charted.)")
+            explanation += (" (Element charts left out: arrays not given.)" if base is None or cand is None
+                            else f" (Element charts left out: only the {max_charted} worst changed cases are "
+                                 "charted.)")
         doc.add(f"<p>{html_text(explanation, 1000)}</p>")
+        if case.training is not None:  # the verdict is on the final parameters; the steps say where and how fast
+            doc.add(f"<p class='training'>Training, step by step: {html_text(case.training.text, 600)}</p>")
+        if case.modules and case.verdict is not Verdict.INPUTS_DIFFER:
+            doc.add(_first_divergent(case))
         if result.figures:
-            doc.add("<div class='charts'>" + "".join(doc.figure(fig) for _, fig in result.figures) + "</div>")
+            doc.add("<div class='charts'>" + "".join(
+                f"<div class='wide'>{doc.figure(fig)}</div>" if name == charts.MODULE_CHART else doc.figure(fig)
+                for name, fig in result.figures) + "</div>")
         if with_charts and base_case is not None and cand_case is not None:
             doc.add(_worst_table(base, cand, base_case, cand_case, case))
         doc.add("</article>")
+
+
+def _first_divergent(case: CaseComparison) -> str:
+    """An own case's first divergent module call in words: where in the forward the drift starts."""
+    n = len(case.modules)
+    first = case.first_divergent_module
+    if first is None:
+        return f"<p class='modules'>All {n:,} module calls are bitwise identical.</p>"
+    differ = sum(not m.identical for m in case.modules)
+    return (f"<p class='modules'>First divergent module: <strong>{html_text(first.label)}</strong>, call "
+            f"{case.modules.index(first) + 1:,} of {n:,} in execution order; {differ:,} differ.</p>")
 
 
 def _find_case(run: Run | None, key: CaseKey) -> Any:
@@ -309,6 +371,9 @@ def _event_section(doc: _Document, number: int, audit_event: AuditEvent) -> None
                              for text, key in zip(event.changes, event.keys or [""] * len(event.changes),
                                                   strict=False)) + "</ul>")
     doc.add(f"<p><strong>{html_text(audit_event.conclusion())}</strong></p>")
+    truth = audit_event.truth()
+    if truth is not None:
+        doc.add(f"<p class='truth'>Float64 truth: {html_text(truth[1])}.</p>")
     rows = "".join(
         f"<tr><th scope='row'>{side}</th><td>{html_text(p.label or p.run_id)}</td><td>{_point_chip(p)}</td>"
         f"<td class='num'>{html_text(fmt_count(p.drifted, p.compared) if p.compared else MISSING)}</td>"
@@ -396,6 +461,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 /* auto-fill, not auto-fit: a chart drawn while the page is still loading must already get its final width */
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1rem; }
 .charts > div { min-width: 0; }
+.charts > .wide { grid-column: 1 / -1; } /* every module call of a model, in execution order */
 details { margin: .5rem 0; } summary { cursor: pointer; color: var(--muted); }
 """
 

@@ -6,11 +6,15 @@ middleware (``dashboard.guards``) runs before Streamlit's own on every request
 and WebSocket: the Host allow-list ``serve`` hands over in
 ``$DRIFTBOARD_ALLOWED_HOSTS``, and the refusal of Streamlit's "Clear cache"
 message, and the refusal of file uploads from sessions whose role may not upload.
+The team API (``dashboard.api``: ``/api/v1/...``) is served by the same app,
+behind the same guards.
 """
 
 import streamlit as st
 from starlette.middleware import Middleware
 
+from driftboard.dashboard.api import api_routes
 from driftboard.dashboard.guards import ClearCacheGuard, HostGuard, UploadGuard
 
-app = st.App("app.py", middleware=[Middleware(HostGuard), Middleware(UploadGuard), Middleware(ClearCacheGuard)])
+app = st.App("app.py", routes=api_routes(),
+             middleware=[Middleware(HostGuard), Middleware(UploadGuard), Middleware(ClearCacheGuard)])

@@ -44,7 +44,7 @@ from driftboard.core.errors import DriftboardError
 from driftboard.dashboard import access_file, auth, data
 from driftboard.dashboard.auth import AccessPolicy, Role
 from driftboard.dashboard.format import safe_text
-from driftboard.dashboard.throttle import AttemptLimiter
+from driftboard.dashboard.throttle import TOKEN_ATTEMPTS
 from driftboard.db.session import database_url
 from driftboard.db.store import Store, shared_store
 
@@ -191,7 +191,7 @@ def require(action: str) -> None:
 
 # ---------------------------------------------------------------- unlock attempts and caches
 
-UNLOCK_ATTEMPTS = AttemptLimiter()  # one per server process: every session's wrong tokens count together
+UNLOCK_ATTEMPTS = TOKEN_ATTEMPTS  # one per server process: every session's (and the API's) wrong tokens count together
 
 
 def client_address() -> str:

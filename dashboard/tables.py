@@ -18,6 +18,7 @@ from pandas.io.formats.style import Styler
 from driftboard.core.audit import MachineAudit
 from driftboard.core.compare import EnvChange, LikelyCause, RunComparison, Verdict
 from driftboard.core.compare.envdiff import shown_pair
+from driftboard.core.compare.own import ModuleChange
 from driftboard.core.run import CaseResult
 from driftboard.core.status import TeamStatus
 from driftboard.core.text import spreadsheet_safe
@@ -95,6 +96,9 @@ def run_verdict(run: RunSummary, golden_ids: Iterable[str] = ()) -> str:
     return verdict_label(run.verdict) if run.verdict else "not judged"
 
 
+OWN_CASES = "own cases"  # of "cases", those of the team's own models
+
+
 def runs_frame(runs: Sequence[RunSummary], golden_ids: Iterable[str] = ()) -> pd.DataFrame:
     """One row per run, newest first as given: the verdict against the golden first (what a reader looks for,
     visible without scrolling), the run id whole, then who and what environment."""
@@ -116,12 +120,13 @@ def runs_frame(runs: Sequence[RunSummary], golden_ids: Iterable[str] = ()) -> pd
             "CPU capability": _text(env.cpu_capability),
             "variant": _text(run.variant),
             "cases": run.case_count,
+            OWN_CASES: run.own_case_count,
         })
     return pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
 
 
 _RUN_COLUMNS = (VERDICT, RUN_ID, "captured", "machine", "label", "tags", "torch", "CUDA", "driver", "GPU",
-                "CPU capability", "variant", "cases")
+                "CPU capability", "variant", "cases", OWN_CASES)
 
 
 def goldens_frame(goldens: Sequence[Golden]) -> pd.DataFrame:
@@ -217,10 +222,57 @@ def verdict_frame(comparison: RunComparison) -> pd.DataFrame:
             "max abs": fmt_abs(m.max_abs) if m else MISSING,
             "at": fmt_index(m.max_abs_index) if m and m.max_abs_index else MISSING,
             "max rel": fmt_rel(m.max_rel) if m else MISSING,
+            TIERS_COLUMN: case.tiers.marks if case.tiers else MISSING,
+            "tolerance from": _text(case.tolerance_source or MISSING, 200),
             "what was found": _text(case.detail, 400),
         })
     return pd.DataFrame(rows, columns=[VERDICT, "case", "device", "dtype", "mismatched", "max ULP", "p99 ULP",
-                                       "max abs", "at", "max rel", "what was found"])
+                                       "max abs", "at", "max rel", TIERS_COLUMN, "tolerance from", "what was found"])
+
+
+# The determinism tiers as marks (core/compare/tiers.py): run-to-run, processes, machines, device classes.
+TIERS_COLUMN = "bitwise"
+TIERS_HELP = ("Bitwise: the guarantees that held for the case, in order: run to run in one process, across processes "
+              "on one machine and environment, across machines of one device class, across device classes. "
+              "✓ held, ✗ broken, ? unknown (nothing at hand shows it).")
+
+
+FIRST_DIVERGENT = "no ← first divergent"  # the "identical" cell of the call where the drift starts
+_MODULE_STATS = ("rel change of L2", "min change", "max change", "mean change")
+_MODULE_FULL = ("rel L2 error", "max ULP", "max abs", "max rel")
+
+
+def module_frame(modules: Sequence[ModuleChange], first: ModuleChange | None = None) -> pd.DataFrame:
+    """One row per module call of an own model, in execution order: identical or not (the first divergent
+    call marked), then the statistics' changes (relative change of the L2 norm, absolute change of min, max
+    and mean) or, when the calls were compared element by element (``--layers full``), rel L2 error, ULP,
+    abs and rel. Figures only: nothing is decoded."""
+    full = any(m.change.elementwise for m in modules)
+    truth = any(m.baseline_truth is not None or m.candidate_truth is not None for m in modules)
+    figures = (*_MODULE_FULL, "rel change of L2") if full else _MODULE_STATS
+    rows = []
+    for i, m in enumerate(modules, 1):
+        c = m.change
+        row: dict[str, Any] = {"#": i, "module call": _text(m.label, 200),
+                               "identical": "yes" if c.identical else (FIRST_DIVERGENT if m is first else "no")}
+        if full:
+            row.update({"rel L2 error": fmt_rel(c.rel_error) if c.elementwise else MISSING,
+                        "max ULP": fmt_ulp(c.ulp_max), "max abs": fmt_abs(c.max_abs), "max rel": fmt_rel(c.max_rel),
+                        "rel change of L2": fmt_rel(c.l2_rel)})
+        else:
+            row.update({"rel change of L2": fmt_rel(c.l2_rel), "min change": fmt_abs(c.min_change),
+                        "max change": fmt_abs(c.max_change), "mean change": fmt_abs(c.mean_change)})
+        if c.identical:
+            row.update(dict.fromkeys(figures, "0"))
+        if truth:
+            row[TRUTH_COLUMN] = f"{fmt_rel(m.baseline_truth)} → {fmt_rel(m.candidate_truth)}"
+        row["note"] = _text(c.note, 200)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["#", "module call", "identical", *figures, *([TRUTH_COLUMN] if truth else []),
+                                       "note"])
+
+
+TRUTH_COLUMN = "vs float64 truth (base → cand)"  # each side's relative L2 error against the float64 pass
 
 
 def env_frame(changes: Sequence[EnvChange]) -> pd.DataFrame:
@@ -260,13 +312,15 @@ def found_texts(comparison: RunComparison) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- machine audit
 
 
-AUDIT_EVENT_WIDTHS = {"between": 170, "what changed": 280, "before": 300, "after": 300, "conclusion": "large"}
+AUDIT_EVENT_WIDTHS = {"between": 170, "what changed": 280, "before": 300, "after": 300, "conclusion": "large",
+                      "float64 truth": 300}
 
 
 def audit_event_texts(audit: MachineAudit) -> list[tuple[str, str]]:
     """Each environment change written out: what changed, the drift before and after it, the conclusion."""
     return [(f"{fmt_time(e.event.before_at)} → {fmt_time(e.event.after_at)}: {'; '.join(e.event.changes)}",
-             f"Before: {_point_text(e.before)}. After: {_point_text(e.after)}. {e.conclusion()}")
+             f"Before: {_point_text(e.before)}. After: {_point_text(e.after)}. {e.conclusion()}"
+             + (f" Float64 truth: {truth[1]}." if (truth := e.truth()) else ""))
             for e in audit.events]
 
 
@@ -281,11 +335,12 @@ def audit_events_frame(audit: MachineAudit) -> pd.DataFrame:
             "before": _point_text(e.before),
             "after": _point_text(e.after),
             "conclusion": _text(e.conclusion(), 400),
+            "float64 truth": _text(truth[1], 200) if (truth := e.truth()) else "not compared",
             "run before": e.event.before_run_id,
             "run after": e.event.after_run_id,
         })
-    return pd.DataFrame(rows, columns=["between", "what changed", "before", "after", "conclusion", "run before",
-                                       "run after"])
+    return pd.DataFrame(rows, columns=["between", "what changed", "before", "after", "conclusion", "float64 truth",
+                                       "run before", "run after"])
 
 
 def _point_text(point: Any) -> str:
@@ -337,3 +392,28 @@ def status_frame(status: TeamStatus) -> pd.DataFrame:
             "runs": m.run_count,
         })
     return pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
+
+
+# ---------------------------------------------------------------- float64 truth
+
+
+TRUTH_WIDTHS = {"candidate vs baseline": "large"}
+
+
+def truth_frame(comparison: RunComparison) -> pd.DataFrame:
+    """One row per case that has a float64 truth to speak of: each machine's error against it, then where the
+    candidate stands (``core/compare/truth.py``); furthest first."""
+    rank = {"further": 0, "slightly further": 1, "unknown": 2, "as close": 3, "closer": 4}
+    rows = []
+    for case in sorted((c for c in comparison.cases if c.truth is not None),
+                       key=lambda c: (rank.get(c.truth.standing, 2), -(c.truth.ratio or 0), c.key)):
+        t = case.truth
+        row = {"case": _text(case.case_id, 80), "device": _text(case.device, 20), "dtype": _text(case.dtype, 20)}
+        for side, err in (("baseline", t.baseline), ("candidate", t.candidate)):
+            measured = err is not None and err.error is None
+            row[f"{side} rel L2"] = fmt_rel(err.rel_l2) if measured and err.rel_l2 is not None else MISSING
+            row[f"{side} max ULP"] = str(err.ulp_max) if measured and err.ulp_max is not None else MISSING
+        row["candidate vs baseline"] = _text(t.words, 300)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["case", "device", "dtype", "baseline rel L2", "baseline max ULP",
+                                       "candidate rel L2", "candidate max ULP", "candidate vs baseline"])

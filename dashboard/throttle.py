@@ -71,3 +71,7 @@ class AttemptLimiter:
                 mine.popleft()
             if not mine:
                 del self._by_client[client]
+
+
+# One per server process: wrong tokens typed into the dashboard's unlock box and sent to its API count together.
+TOKEN_ATTEMPTS = AttemptLimiter()

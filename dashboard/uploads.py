@@ -71,14 +71,17 @@ class ImportOutcome:
 
 
 def import_report(store: Store, text: str, *, label: str = "", note: str = "",
-                  uploader: str = UPLOADER) -> ImportOutcome:
-    """A pasted ``collect_env`` report stored as an environment-only run; never raises for bad text."""
+                  uploader: str = UPLOADER, address: str | None = None) -> ImportOutcome:
+    """A pasted ``collect_env`` report stored as an environment-only run; never raises for bad text.
+
+    Logged in the write log as a push through the page, from ``address``.
+    """
     try:
         run, parsed = run_from_report(text, label=label.strip(), note=note.strip())
         if _stored(store, run.run_id):  # the id comes from the text: the same report pasted again
             return ImportOutcome("already present", f"this report is already stored as run {run.run_id}: "
                                                     "nothing written", run.run_id)
-        result = store.ingest(bundle_bytes(run, MemoryArrays()), uploader=uploader)
+        result = store.ingest(bundle_bytes(run, MemoryArrays()), uploader=uploader, channel="page", address=address)
     except DriftboardError as exc:
         return ImportOutcome("refused", _one_line(exc))
     except Exception as exc:  # a bug: say so in one line and keep the traceback in the log

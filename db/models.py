@@ -260,3 +260,45 @@ class VerdictRow(Base):
     worst: Mapped[str] = mapped_column(String(32), index=True)
     counts: Mapped[dict[str, int]] = mapped_column(JSON)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WriteLogRow(Base):
+    """One write to the store: who, when, what, from where and through which channel. Append-only.
+
+    ``run_id`` is text, not a foreign key: the entry of a deleted run outlives it.
+    """
+
+    __tablename__ = "write_log"
+    __table_args__ = (
+        CheckConstraint("action IN ('push', 'delete', 'golden-set', 'golden-clear')", name="action_known"),
+        CheckConstraint("channel IN ('cli', 'page', 'api')", name="channel_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    action: Mapped[str] = mapped_column(String(16), index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(255))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class ExplanationRow(Base):
+    """What ``driftboard explain`` found for a pair of runs (its JSON document), kept with the pair.
+
+    One per (baseline, candidate); a newer explanation replaces the older, and
+    deleting either run deletes it.
+    """
+
+    __tablename__ = "explanations"
+    __table_args__ = (UniqueConstraint("baseline_run_pk", "candidate_run_pk"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    baseline_run_pk: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    candidate_run_pk: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    this_machine: Mapped[str] = mapped_column(String(16))
+    verdict: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)
+    document: Mapped[Any] = mapped_column(CompressedJSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

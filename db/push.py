@@ -42,11 +42,13 @@ class PushOutcome:
         return self.result.run_id if self.result else None
 
 
-def push_files(store: Store, sources: Sequence[Source], *, uploader: str = "",
-               report: Callable[[PushOutcome], None] | None = None) -> list[PushOutcome]:
+def push_files(store: Store, sources: Sequence[Source], *, uploader: str = "", channel: str = "cli",
+               address: str | None = None, report: Callable[[PushOutcome], None] | None = None) -> list[PushOutcome]:
     """Validate and store each bundle on its own, in order; one outcome per source, never raising for a file.
 
-    ``report`` is called with each outcome as soon as it is known (a shell prints it then).
+    ``report`` is called with each outcome as soon as it is known (a shell prints it then). Each stored
+    bundle is logged in the write log (``channel``: cli, page or api; ``address``: the client's, when a
+    server knows it) in its own transaction; a refused or duplicate one logs nothing.
 
     A bad bundle is refused and the next one is tried. A SQLite database still
     locked by another writer after the busy timeout stops the batch: that bundle
@@ -69,7 +71,7 @@ def push_files(store: Store, sources: Sequence[Source], *, uploader: str = "",
             report(outcome)
 
     for i, (name, data) in enumerate(named):
-        outcome, locked = _push_one(store, name, data, uploader)
+        outcome, locked = _push_one(store, name, data, uploader, channel, address)
         done(outcome)
         if locked:  # each later bundle would wait the whole busy timeout again
             for rest, _ in named[i + 1:]:
@@ -84,10 +86,11 @@ def _named(source: Source) -> tuple[str, str | Path | bytes]:
     return str(source), source
 
 
-def _push_one(store: Store, name: str, data: str | Path | bytes, uploader: str) -> tuple[PushOutcome, bool]:
+def _push_one(store: Store, name: str, data: str | Path | bytes, uploader: str, channel: str,
+              address: str | None) -> tuple[PushOutcome, bool]:
     """One bundle's outcome, and whether it met a lock held past the busy timeout."""
     try:
-        result = store.ingest(data, uploader=uploader)
+        result = store.ingest(data, uploader=uploader, channel=channel, address=address)
     except DriftboardError as exc:
         return PushOutcome(name, "refused", error=_one_line(exc), retry=is_unavailable(exc)), is_lock_timeout(exc)
     except Exception as exc:  # a bug, but one file must not stop the others: say so, keep the traceback in the log

@@ -124,16 +124,20 @@ def recipe_lines(doc: Path) -> list[str]:
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/DEPLOY.md"])
 def test_the_documented_recipe_run_literally_gives_a_locked_dashboard(doc, tmp_path, monkeypatch):
-    [line] = recipe_lines(ROOT / doc)
+    lines = recipe_lines(ROOT / doc)
+    assert lines, f"{doc} shows no `driftboard auth hash-token … >> FILE` line"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-                          check=True)
-    [path] = tmp_path.glob("*.toml")  # a new file, holding what the command appended and nothing else
-    token = re.search(r": (\S+)$", done.stderr.strip()).group(1)
+    tokens = []
+    for line in lines:  # each line run as written, appending to the same file
+        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60, check=True)
+        tokens.append(re.search(r": (\S+)$", done.stderr.strip()).group(1))
+    [path] = tmp_path.glob("*.toml")  # a new file, holding what the commands appended and nothing else
     policy = load_policy(path)
     assert policy.mode == "tokens" and policy.restricted
     assert not any(policy.allows(Role.ANONYMOUS, action) for action in ("upload", "golden", "delete"))
-    assert member_for_token(token, policy).role is Role.ADMIN
+    assert member_for_token(tokens[0], policy).role is Role.ADMIN
+    assert len({member_for_token(t, policy).name for t in tokens}) == len(lines)  # every member its own token
 
     execs: list[dict[str, str]] = []
     monkeypatch.setattr(serve_cmd.os, "execve", lambda path, args, env: execs.append(env))

@@ -17,7 +17,7 @@ from driftboard.core.processes import driftboard_command
 
 torch = pytest.importorskip("torch")
 from driftboard.core import capture as capture_mod  # noqa: E402  (imports torch)
-from driftboard.core import suite  # noqa: E402
+from driftboard.core import suite, suite_training  # noqa: E402
 
 DRIFTBOARD = driftboard_command()
 
@@ -36,10 +36,12 @@ def test_capture_records_every_case_with_its_outputs(captured: Path) -> None:
     bundle = read_bundle(captured)
     run = bundle.run
     expected = {(c.case_id, "cpu", d) for c in suite.CASES for d in suite.dtypes_for(c, "cpu")}
-    assert {case.key for case in run.cases} == expected
+    trained = {(c.case_id, "cpu", d) for c in suite_training.TRAINING_CASES for d in suite_training.dtypes_for("cpu")}
+    assert {case.key for case in run.cases} == expected | trained
+    assert {case.key for case in run.cases if case.training is not None} == trained
     assert run.suite_id == suite.SUITE_ID and run.suite_version == suite.SUITE_VERSION
     assert (run.label, run.tags, run.note) == ("ci box", ("t1",), "hello")
-    assert all(case.error is None and case.repeats == 3 for case in run.cases)
+    assert all(case.error is None and case.repeats == (1 if case.training else 3) for case in run.cases)
     assert run.settings["intra_op_threads"] == run.fingerprint["numerics"]["intra_op_threads"]
     assert bundle.size <= 2_000_000
 

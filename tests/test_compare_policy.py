@@ -49,7 +49,7 @@ def test_errors_are_one_line_policy_errors(text: str, problem: str) -> None:
     message = str(info.value)
     assert problem in message
     assert "\n" not in message and message.startswith("invalid policy")
-    assert "expected bitwise, ulp:N, rtol=R,atol=A or default" in message
+    assert "expected bitwise, ulp:N, rtol=R,atol=A, default, repeats[:factor=F] or fleet[:factor=F,runs=N]" in message
     assert isinstance(info.value, DriftboardError) and info.value.exit_code == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -108,14 +109,28 @@ def test_missing_on_either_side() -> None:
     assert result.worst is Verdict.MISSING_IN_CANDIDATE
 
 
-def test_suite_versions_differ_so_nothing_matches() -> None:
+def test_two_versions_of_one_suite_compare_the_cases_both_have_and_name_the_new_ones() -> None:
     arrays = MemoryArrays()
     old = make_run([make_case(arrays, "linear_10_5", OUT)])
-    new = make_run([make_case(arrays, "linear_10_5", OUT)], run_id="candidate", suite_version=2)
+    new = make_run([make_case(arrays, "linear_10_5", OUT), make_case(arrays, "train_new", OUT)], run_id="candidate",
+                   suite_version=2)
+    for result, new_side in ((compare_runs(old, arrays, new, arrays), "candidate"),
+                             (compare_runs(new, arrays, old, arrays), "baseline")):
+        assert [(c.case_id, c.verdict) for c in result.cases] == [("linear_10_5", Verdict.IDENTICAL)]
+        assert result.new_cases == (("train_new", "cpu", "float32"),)
+        assert not result.suites_match and not result.fails("drift")
+        assert "the cases both runs have are compared; new in v2, not compared: train_new" in result.notes[0]
+        assert result.to_json()["new_cases"] == [["train_new", "cpu", "float32"]], new_side
+
+
+def test_different_suites_match_nothing() -> None:
+    arrays = MemoryArrays()
+    old = make_run([make_case(arrays, "linear_10_5", OUT)])
+    new = replace(make_run([make_case(arrays, "linear_10_5", OUT)], run_id="candidate"), suite_id="other")
     result = compare_runs(old, arrays, new, arrays)
     assert [c.verdict for c in result.cases] == [Verdict.MISSING_IN_BASELINE, Verdict.MISSING_IN_CANDIDATE]
-    assert not result.suites_match
-    assert "suites differ (baseline default v1, candidate default v2)" in result.notes[0]
+    assert not result.suites_match and result.new_cases == ()
+    assert "suites differ (baseline default v1, candidate other v1)" in result.notes[0]
 
 
 def test_equal_digests_never_load_arrays() -> None:

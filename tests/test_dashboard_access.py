@@ -554,7 +554,8 @@ def test_oidc_without_secrets_or_authlib_is_warned(tmp_path):
 
 
 def test_serve_on_all_interfaces_without_auth_warns(tmp_path, execs):
-    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0",
+                                                  "--allow-open-writes"])
     assert result.exit_code == 0, result.output
     assert "warning" in result.stderr and "no access control" in result.stderr and "--auth FILE" in result.stderr
     assert auth.ENV_VAR not in execs[0][2]

@@ -32,7 +32,7 @@ from driftboard.db.store import Store, close_shared_stores
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = Path(driftboard.dashboard.__file__).with_name("app.py")
-PAGES = ("status", "runs", "upload", "compare", "matrix", "machines")
+PAGES = ("status", "runs", "upload", "compare", "matrix", "machines", "write_log")
 
 GOLDEN = "m0000-r00000-default"
 LAPTOP = "m0001-r00000-default"

@@ -43,7 +43,8 @@ def test_serve_runs_the_app_on_loopback_with_the_database_in_the_environment(tmp
 
 
 def test_serve_warns_when_the_host_opens_it_to_the_network(tmp_path, execs):
-    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0",
+                                                  "--allow-open-writes"])
     assert result.exit_code == 0, result.output
     assert "--server.address=0.0.0.0" in execs[0][1]
     assert "opens the dashboard to the network" in result.stderr
@@ -115,7 +116,8 @@ def test_public_names_are_added_to_the_hosts_the_dashboard_answers(tmp_path, exe
 
 
 def test_a_network_bind_answers_this_machines_names_and_addresses(tmp_path, execs):
-    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0",
+                                                  "--allow-open-writes"])
     assert result.exit_code == 0, result.output
     rule = HostRule.from_env(execs[0][2][guards.ENV_VAR])
     assert rule.any_ip and socket.gethostname().lower() in rule.names
@@ -129,3 +131,33 @@ def test_a_public_name_that_is_not_a_host_name_is_refused(tmp_path, execs, name)
     assert result.exit_code == 2 and "--public-name" in result.output and "is not a host name" in result.output
     assert execs == []
 
+
+
+def test_serve_refuses_a_network_address_with_writes_open_to_everyone(tmp_path, execs, capsys):
+    """No access file means anyone could push, mark goldens and delete, through the page and /api/v1/."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0"])
+    assert exit_info.value.code == 2 and execs == []
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--allow-open-writes" in err and "--auth FILE" in err
+    assert "push runs, mark goldens and delete runs" in err and "/api/v1/" in err
+
+
+def test_a_file_that_opens_uploads_to_everyone_is_refused_on_the_network_too(tmp_path, execs, capsys):
+    from driftboard.dashboard.auth import hash_token
+
+    path = tmp_path / "auth.toml"
+    path.write_text(f'mode = "tokens"\nupload = "open"\n[tokens.a]\nrole = "admin"\nhash = "{hash_token("x")}"\n')
+    with pytest.raises(SystemExit):
+        main(["serve", "--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0", "--auth", str(path)])
+    assert "push runs" in capsys.readouterr().err and execs == []
+    result = CliRunner().invoke(serve_cmd.serve, ["--db", str(tmp_path / "db.sqlite"), "--host", "0.0.0.0",
+                                                  "--auth", str(path), "--allow-open-writes"])
+    assert result.exit_code == 0 and "without a token or login" in result.stderr and len(execs) == 1
+    assert serve_cmd.open_writes_refusal("127.0.0.1", auth_open()) is None  # loopback: this machine only
+
+
+def auth_open():
+    from driftboard.dashboard.auth import OPEN
+
+    return OPEN

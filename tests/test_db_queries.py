@@ -221,6 +221,8 @@ def test_verdict_filters_and_refresh(fleet):
     assert {r.run_id: r.verdict for r in page.runs}["m0002-r00002-default"] == "within tolerance"
     with pytest.raises(StoreError, match="unknown verdict"):
         fleet.runs(RunFilter(verdict="sideways"))
+    for word in ("non-finite mismatch", "non-finite-mismatch", "NON_FINITE mismatch"):  # its own hyphen too
+        assert fleet.runs(RunFilter(verdict=word)).total == 0
 
 
 def test_changing_the_golden_invalidates_its_cached_verdicts(fleet):

@@ -17,7 +17,7 @@ from driftboard.db.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {"machines", "environments", "runs", "run_tags", "arrays", "case_outcomes", "outcome_arrays",
-          "case_results", "goldens", "verdicts", "alembic_version"}
+          "case_results", "goldens", "verdicts", "write_log", "explanations", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -39,13 +39,13 @@ from serving import free_port  # noqa: E402
 
 from driftboard.core.bundle import bundle_bytes  # noqa: E402
 from driftboard.core.processes import driftboard_command  # noqa: E402
+from driftboard.db.models import Base  # noqa: E402
 
 CLI = driftboard_command()
 CPU_CASES = len(SUITE) * 2 - 2  # float32 and float64, but the two RNG cases are float32 only
 POSTGRES_ENV = "DRIFTBOARD_TEST_POSTGRES_URL"
 POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-SCHEMA_TABLES = {"machines", "environments", "runs", "run_tags", "arrays", "case_outcomes", "outcome_arrays",
-                 "case_results", "goldens", "verdicts", "alembic_version"}
+SCHEMA_TABLES = {*Base.metadata.tables, "alembic_version"}  # every table of the models, and Alembic's
 
 
 # ---------------------------------------------------------------- helpers (the campaign scripts use them too)

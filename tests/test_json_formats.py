@@ -24,6 +24,7 @@ from driftboard.cli import cli
 from driftboard.core import documents
 from driftboard.core.bundle import FORMAT as MANIFEST_FORMAT
 from driftboard.core.bundle import MANIFEST, write_bundle
+from driftboard.core.compare.tiers import TIER_GATES
 from driftboard.core.compare.verdict import FAIL_ON, Verdict
 from driftboard.core.run import MemoryArrays
 from driftboard.db.store import Store
@@ -37,6 +38,7 @@ COMMANDS = {
     "driftboard.comparison_report": "report --json",
     "driftboard.runs": "runs --json",
     "driftboard.fingerprint": "fingerprint --json",
+    "driftboard.goldens": "golden list --json",
     MANIFEST_FORMAT: "show --json",
 }
 
@@ -85,6 +87,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with Store(db) as store:
         store.set_golden("m0001-r00001-default", set_by="test")
     docs["driftboard.runs"] = json.loads(invoke("runs", "--db", db, "--json", "--policy", "bitwise"))
+    docs["driftboard.goldens"] = json.loads(invoke("golden", "list", "--db", db, "--json"))
 
     docs[MANIFEST_FORMAT] = json.loads(invoke("show", candidate, "--json"))
     docs["manifest in the bundle"] = json.loads(zipfile.ZipFile(candidate).read(MANIFEST))
@@ -181,7 +184,10 @@ def test_compare_and_report_describe_a_comparison_alike() -> None:
     compare, report = schema("driftboard.compare")["$defs"], schema("driftboard.comparison_report")["$defs"]
     assert set(report) <= set(compare)
     assert {name: compare[name] for name in report} == report
-    assert schema("driftboard.compare")["properties"]["fail_on"]["enum"] == list(FAIL_ON)
+    pattern = re.compile(schema("driftboard.compare")["properties"]["fail_on"]["pattern"])
+    for gate in (*FAIL_ON, *TIER_GATES, "drift,tier:processes"):
+        assert pattern.fullmatch(gate), gate
+    assert not pattern.fullmatch("never,drift") and not pattern.fullmatch("tier:bogus")
 
 
 # ---------------------------------------------------------------- the check can fail
@@ -215,6 +221,8 @@ BROKEN = [
     ("driftboard.runs", ("runs", 0, "verdict"), "drifted"),
     ("driftboard.runs", ("runs", 0, "environment"), KeyError),
     ("driftboard.runs", ("total",), "3"),
+    ("driftboard.goldens", ("goldens", 0, "run_id"), KeyError),
+    ("driftboard.goldens", ("goldens", 0, "suite_version"), "1"),
     ("driftboard.fingerprint", ("format",), "driftboard.fingerprints"),
     ("driftboard.fingerprint", ("identity",), KeyError),
     ("driftboard.fingerprint", ("identity", "tags"), "a"),
@@ -247,6 +255,11 @@ def test_docs_describe_every_written_format() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "JSON.md").read_text(encoding="utf-8")
     sections = {part.split("`")[1]: part for part in text.split("\n## ")[1:]}
     for format_name, command in COMMANDS.items():
-        name, flag = command.split()
+        name, flag = command.rsplit(" ", 1)  # "golden list --json": the command has two words
         assert f"driftboard {name}" in sections[format_name] and flag in sections[format_name], format_name
     assert set(sections) == set(documents.FORMATS)
+
+
+def test_golden_list_json_names_each_golden(outputs) -> None:
+    (golden,) = outputs["driftboard.goldens"]["goldens"]
+    assert golden["run_id"] == "m0001-r00001-default" and golden["name"] == "default" and golden["set_by"] == "test"

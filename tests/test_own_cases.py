@@ -302,8 +302,9 @@ def test_sweep_passes_own_options_to_every_variant(tmp_path: Path) -> None:
     from driftboard.cli.capture_cmd import OwnChoice
 
     args = OwnChoice("own", ("m.py:f",), "cases.py", "full", 8, 5.0).args()
-    assert args == ["--suite", "own", "--layers", "full", "--layers-cap", "8", "--case-timeout", "5", "--model=m.py:f",
-                    "--cases=cases.py"]
+    assert args == ["--suite", "own", "--layers", "full", "--layers-cap", "8", "--case-timeout", "5", "--steps", "50",
+                    "--seed", "0", "--model=m.py:f", "--cases=cases.py"]
+    assert OwnChoice(steps=7, seed=None).args()[-3:] == ["--steps", "7", "--no-seed"]  # training, to every variant
     assert sys.executable  # the sweep itself runs in test_capture.py
 
 

@@ -59,11 +59,11 @@ def test_a_bundle_that_crashes_is_one_outcome_and_the_next_is_still_pushed(store
     class Flaky:
         calls = 0
 
-        def ingest(self, data, *, uploader=""):
+        def ingest(self, data, *, uploader="", **origin):
             Flaky.calls += 1
             if Flaky.calls == 1:
                 raise RuntimeError("boom\nsecond line")
-            return store.ingest(data, uploader=uploader)
+            return store.ingest(data, uploader=uploader, **origin)
 
     bug, good = push_files(Flaky(), [("x", make_bundle(3, 1)), ("y", make_bundle(4, 1))])
     assert bug.status == "refused" and bug.error == "unexpected error (a driftboard bug): RuntimeError: boom"

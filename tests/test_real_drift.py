@@ -33,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 
 def _capture(path: Path, *args: str, env: dict[str, str] | None = None) -> Bundle:
-    subprocess.run([*driftboard_command(), "capture", "-q", "--repeats", "2", "-o", str(path), *args],
+    forward = [f"--case={case.case_id}" for case in suite.CASES]  # training cases: tests/test_training_drift.py
+    subprocess.run([*driftboard_command(), "capture", "-q", "--repeats", "2", "-o", str(path), *forward, *args],
                    check=True, capture_output=True, env={**os.environ, **(env or {})})
     return read_bundle(path)
 

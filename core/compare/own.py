@@ -86,6 +86,8 @@ class ModuleChange:
     call: int
     type: str
     change: Change
+    baseline_truth: float | None = None  # each side's relative L2 error against the float64 pass's same call
+    candidate_truth: float | None = None
 
     @property
     def identical(self) -> bool:
@@ -96,7 +98,9 @@ class ModuleChange:
         return module_label(self.name, self.type, self.call)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "call": self.call, "type": self.type, "label": self.label, **self.change.to_json()}
+        return {"name": self.name, "call": self.call, "type": self.type, "label": self.label, **self.change.to_json(),
+                "baseline_truth_rel_error": json_float(self.baseline_truth),
+                "candidate_truth_rel_error": json_float(self.candidate_truth)}
 
 
 @dataclass(frozen=True)
@@ -239,8 +243,10 @@ def module_changes(old: OwnResult, old_arrays: ArraySource, new: OwnResult, new_
         other = theirs.pop((m.name, m.call), None)
         change = Change(False, note="only in the baseline") if other is None else \
             _call_change(m, old_arrays, other, new_arrays)
-        out.append(ModuleChange(m.name, m.call, m.type, change))
-    out.extend(ModuleChange(m.name, m.call, m.type, Change(False, note="only in the candidate")) for m in theirs.values())
+        out.append(ModuleChange(m.name, m.call, m.type, change, m.truth_rel_error,
+                                other.truth_rel_error if other is not None else None))
+    out.extend(ModuleChange(m.name, m.call, m.type, Change(False, note="only in the candidate"),
+                            candidate_truth=m.truth_rel_error) for m in theirs.values())
     return tuple(out)
 
 

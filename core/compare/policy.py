@@ -7,7 +7,10 @@ A policy is one of
 - ``rtol=R,atol=A``: drift when ``|candidate - baseline| > A + R * |baseline|``, as
   ``torch.testing.assert_close``; both are required, because one alone surprises
   (``atol=0`` would still pass on ``rtol``);
-- ``default``: ``rtol``/``atol`` from ``DEFAULT_TOLERANCES`` for the case's dtype.
+- ``default``: ``rtol``/``atol`` from ``DEFAULT_TOLERANCES`` for the case's dtype;
+- ``repeats[:factor=F]`` and ``fleet[:factor=F,runs=N]``: tolerances learned per case
+  (``learned.py``): from the baseline's run-to-run spread, or from the runs a team
+  accepted against its golden; a case with nothing to learn from falls back to ``default``.
 
 A ``Policy`` is what the user asked for; a ``Tolerance`` is the concrete rule
 for one dtype, which every ``Metrics`` records.
@@ -31,8 +34,16 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "float64": (1e-7, 1e-7),
 }
 
-PolicyKind = Literal["bitwise", "ulp", "close", "default"]
-_EXPECTED = "expected bitwise, ulp:N, rtol=R,atol=A or default"
+# Error against the float64 truth (``truth.py``), candidate over baseline: up to the first as close (below its
+# inverse closer), up to the second slightly further, above it further. ``compare --truth-ratio`` overrides it.
+TRUTH_RATIO: tuple[float, float] = (1.0, 2.0)
+
+PolicyKind = Literal["bitwise", "ulp", "close", "default", "repeats", "fleet"]
+LEARNED_KINDS = ("repeats", "fleet")
+DEFAULT_FACTOR = 2.0  # learned tolerances: the largest observed error times this
+DEFAULT_MIN_RUNS = 3  # fleet: accepted runs a case needs before its tolerance is learned
+_EXPECTED = ("expected bitwise, ulp:N, rtol=R,atol=A, default, repeats[:factor=F] "
+             "or fleet[:factor=F,runs=N]")
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,13 @@ class Policy:
     ulps: int = 0
     rtol: float = 0.0
     atol: float = 0.0
+    factor: float = DEFAULT_FACTOR  # repeats and fleet only
+    min_runs: int = DEFAULT_MIN_RUNS  # fleet only
+
+    @property
+    def learned(self) -> bool:
+        """A policy whose tolerances are learned per case (``learned.py``); ``for_dtype`` is its fallback."""
+        return self.kind in LEARNED_KINDS
 
     def for_dtype(self, dtype: str) -> Tolerance:
         if self.kind == "bitwise":
@@ -82,6 +100,10 @@ class Policy:
             return f"ulp:{self.ulps}"
         if self.kind == "close":
             return f"rtol={self.rtol:g},atol={self.atol:g}"
+        if self.kind == "repeats":
+            return f"repeats:factor={self.factor:g}"
+        if self.kind == "fleet":
+            return f"fleet:factor={self.factor:g},runs={self.min_runs}"
         return self.kind
 
     def to_json(self) -> dict[str, Any]:
@@ -90,7 +112,11 @@ class Policy:
             out["ulps"] = self.ulps
         elif self.kind == "close":
             out.update(rtol=self.rtol, atol=self.atol)
-        elif self.kind == "default":
+        elif self.learned:
+            out.update(factor=self.factor, fallback="default")
+            if self.kind == "fleet":
+                out["min_runs"] = self.min_runs
+        if self.kind in ("default", *LEARNED_KINDS):
             out["table"] = {dtype: {"rtol": r, "atol": a} for dtype, (r, a) in DEFAULT_TOLERANCES.items()}
         return out
 
@@ -104,6 +130,9 @@ def parse_policy(text: str) -> Policy:
     spec = " ".join(str(text).split()).lower()
     if spec in ("bitwise", "default"):
         return Policy(spec)  # type: ignore[arg-type]
+    kind, colon, settings = spec.partition(":")
+    if kind.strip() in LEARNED_KINDS:
+        return _parse_learned(text, kind.strip(), settings if colon else "")
     match = _ULP.fullmatch(spec)
     if match:
         value = match.group(1)
@@ -134,6 +163,32 @@ def _parse_close(text: str, spec: str) -> Policy:
     if missing:
         raise _bad(text, f"rtol and atol must be given together (missing {missing.pop()})")
     return Policy("close", rtol=values["rtol"], atol=values["atol"])
+
+
+def _parse_learned(text: str, kind: str, settings: str) -> Policy:
+    """``repeats[:factor=F]``, ``fleet[:factor=F,runs=N]``: a factor of at least 1, at least 1 run."""
+    allowed = ("factor", "runs") if kind == "fleet" else ("factor",)
+    factor, runs = DEFAULT_FACTOR, DEFAULT_MIN_RUNS
+    seen: set[str] = set()
+    for part in filter(None, (p.strip() for p in settings.split(","))):
+        name, sep, raw = (s.strip() for s in part.partition("="))
+        if not sep or name not in allowed:
+            raise _bad(text, f"unknown setting {part!r} for {kind} (only {' and '.join(allowed)})")
+        if name in seen:
+            raise _bad(text, f"{name} given twice")
+        seen.add(name)
+        if name == "runs":
+            if not raw.isdigit() or int(raw) < 1:
+                raise _bad(text, f"runs must be a positive integer, got {raw!r}")
+            runs = int(raw)
+            continue
+        try:
+            factor = float(raw)
+        except ValueError:
+            raise _bad(text, f"factor must be a number, got {raw!r}") from None
+        if not math.isfinite(factor) or factor < 1:
+            raise _bad(text, f"factor must be a finite number of at least 1, got {raw!r}")
+    return Policy(kind, factor=factor, min_runs=runs)  # type: ignore[arg-type]
 
 
 def _bad(text: str, problem: str) -> PolicyError:

@@ -10,15 +10,21 @@ only when the output digests differ. Own cases are judged by ``own.py``.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from driftboard.core.compare.causes import LikelyCause, likely_causes
 from driftboard.core.compare.envdiff import EnvDiff, diff_environments
+from driftboard.core.compare.learned import FleetSpread, choose_tolerance, rule_note
 from driftboard.core.compare.metrics import LayerDivergence, Metrics, compare_arrays
 from driftboard.core.compare.own import ModuleChange, OutputChange, judge_own
 from driftboard.core.compare.policy import DEFAULT_POLICY, Policy
+from driftboard.core.compare.suite_versions import split_versions
+from driftboard.core.compare.tiers import TIER_GATES, Side, TierEvidence, Tiers, case_tiers
 from driftboard.core.compare.tolerance import IDENTICAL_PASS, PassingTolerance, from_arrays, policy_atol
+from driftboard.core.compare.training import TrainingComparison, judge_training
+from driftboard.core.compare.truth import TruthComparison, TruthRatio, TruthSummary, default_ratio, judge_truth, summarize
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.run import ArraySource, CaseResult, Run
 
@@ -44,6 +50,23 @@ class CaseComparison:
     modules: tuple[ModuleChange, ...] = ()  # own cases: each module call, in execution order
     passing: PassingTolerance | None = None  # the smallest tolerance that would have passed
     case_tolerance: str | None = None  # the tolerance the case declares, used instead of the policy
+    tolerance_source: str | None = None  # where the tolerance came from ("policy default", "fleet of 7 runs × 2")
+    tolerance_detail: str | None = None  # the figures a learned tolerance rests on ("max abs 3e-08 ...: atol 6e-08")
+    tiers: Tiers | None = None  # which bitwise guarantees held (tiers.py)
+    truth: TruthComparison | None = None  # each side against the float64 truth (truth.py); None: not applicable
+    training: TrainingComparison | None = None  # a training case step by step (training.py); None: not one
+
+    def fails(self, fail_on: str) -> bool:
+        """Whether this case fails ``--fail-on`` (comma-separated gates: verdict levels and ``tier:NAME``)."""
+        for gate in fail_on.split(","):
+            gate = gate.strip()
+            tier = TIER_GATES.get(gate)
+            if tier is not None:
+                if self.tiers is not None and self.tiers.broken(tier):
+                    return True
+            elif self.verdict.crosses(gate):
+                return True
+        return False
 
     @property
     def first_divergent_module(self) -> ModuleChange | None:
@@ -103,6 +126,11 @@ class CaseComparison:
             "differs": list(self.differs),
             "case_tolerance": self.case_tolerance,
             "smallest_passing": self.passing.to_json() if self.passing else None,
+            "tolerance_source": self.tolerance_source,
+            "tolerance_detail": self.tolerance_detail,
+            "tiers": self.tiers.to_json() if self.tiers else None,
+            "truth": self.truth.to_json() if self.truth else None,
+            "training": self.training.to_json() if self.training else None,
             "first_divergent_module": self.first_divergent_module.to_json() if self.first_divergent_module else None,
             "outputs": [o.to_json() for o in self.outputs],
             "modules": [m.to_json() for m in self.modules],
@@ -162,6 +190,13 @@ class RunComparison:
     env: EnvDiff
     causes: tuple[LikelyCause, ...]
     notes: tuple[str, ...] = ()  # run-level findings, e.g. suite versions differ
+    new_cases: tuple[CaseKey, ...] = ()  # cases only the newer suite version has (not compared)
+    truth_ratio: TruthRatio = TruthRatio()  # the thresholds the cases' truth standings used
+
+    @property
+    def truth(self) -> TruthSummary:
+        """In how many cases the candidate is further from the float64 truth than the baseline."""
+        return summarize([c.truth for c in self.cases], self.truth_ratio)
 
     @property
     def suites_match(self) -> bool:
@@ -185,7 +220,7 @@ class RunComparison:
         return [c for c in self.cases if c.nondeterministic]
 
     def failing(self, fail_on: str) -> list[CaseComparison]:
-        return [c for c in self.cases if c.verdict.crosses(fail_on)]
+        return [c for c in self.cases if c.fails(fail_on)]
 
     def fails(self, fail_on: str) -> bool:
         """Whether a gate at ``fail_on`` fails: a case crosses it, or nothing was compared at all.
@@ -211,10 +246,12 @@ class RunComparison:
             "worst": self.worst.value,
             "counts": {v.value: n for v, n in self.counts().items()},
             "notes": list(self.notes),
+            "new_cases": [list(key) for key in self.new_cases],
             "cases": [c.to_json() for c in self.cases],
             "nondeterministic": [list(c.key) for c in self.nondeterministic],
             "env": self.env.to_json(),
             "causes": [c.to_json() for c in self.causes],
+            "truth": self.truth.to_json(),
         }
 
 
@@ -224,17 +261,34 @@ def compare_runs(
     candidate: Run,
     candidate_arrays: ArraySource,
     policy: Policy | None = None,
+    *,
+    fleet: FleetSpread | None = None,
+    tier_evidence: Mapping[CaseKey, TierEvidence] | None = None,
+    truth_ratio: TruthRatio | None = None,
 ) -> RunComparison:
-    """Every case of two runs compared under ``policy`` (``default`` when None)."""
+    """Every case of two runs compared under ``policy`` (``default`` when None).
+
+    ``fleet``: the accepted runs ``--policy fleet`` learns from (``Store.fleet_spread``);
+    ``tier_evidence``: what stored runs show about each case's determinism tiers (``Store.tier_evidence``);
+    ``truth_ratio``: when the candidate counts as further from the float64 truth (default: the policy table's).
+    """
     policy = policy or DEFAULT_POLICY
     old = {c.key: c for c in baseline.cases}
     new = {c.key: c for c in candidate.cases}
     notes: list[str] = []
+    new_cases: tuple[CaseKey, ...] = ()
+    rule = rule_note(policy, fleet)
+    if rule:
+        notes.append(rule)
     if baseline.imported or candidate.imported:
         side = "baseline" if baseline.imported else "candidate"
         notes.append(f"the {side} is an environment imported from a collect_env report: it has no model "
                      "outputs, so only the environments are compared")
         cases = []
+    elif (versions := split_versions(baseline, candidate)) is not None:
+        notes.append(versions.note)  # one suite, two versions: the cases both have (suite_versions.py)
+        cases = _matched(versions.baseline, baseline_arrays, versions.candidate, candidate_arrays, policy, fleet)
+        new_cases = versions.new_cases
     elif (baseline.suite_id, baseline.suite_version) != (candidate.suite_id, candidate.suite_version):
         notes.append(
             f"suites differ (baseline {baseline.suite_id} v{baseline.suite_version}, candidate "
@@ -244,9 +298,16 @@ def compare_runs(
         cases = [_missing(c, Verdict.MISSING_IN_CANDIDATE) for c in old.values() if c.own is None]
         cases += [_missing(c, Verdict.MISSING_IN_BASELINE) for c in new.values() if c.own is None]
         cases += _matched({k: c for k, c in old.items() if c.own is not None}, baseline_arrays,
-                          {k: c for k, c in new.items() if c.own is not None}, candidate_arrays, policy)
+                          {k: c for k, c in new.items() if c.own is not None}, candidate_arrays, policy, fleet)
     else:
-        cases = _matched(old, baseline_arrays, new, candidate_arrays, policy)
+        cases = _matched(old, baseline_arrays, new, candidate_arrays, policy, fleet)
+    sides = Side.of(baseline), Side.of(candidate)
+    evidence = tier_evidence or {}
+    cases = [replace(c, tiers=case_tiers(old.get(c.key), new.get(c.key), *sides, evidence.get(c.key)))
+             for c in cases]
+    truth_ratio = truth_ratio or default_ratio()
+    cases = [replace(c, truth=judge_truth(old[c.key], new[c.key], truth_ratio)) if c.key in old and c.key in new
+             else c for c in cases]
     cases.sort(key=lambda c: (c.key, c.verdict.severity))
     env = diff_environments(baseline.fingerprint, candidate.fingerprint)
     return RunComparison(
@@ -257,11 +318,13 @@ def compare_runs(
         env=env,
         causes=likely_causes(env, cases),
         notes=tuple(notes),
+        new_cases=new_cases,
+        truth_ratio=truth_ratio,
     )
 
 
 def _matched(old: dict[CaseKey, CaseResult], old_arrays: ArraySource, new: dict[CaseKey, CaseResult],
-             new_arrays: ArraySource, policy: Policy) -> list[CaseComparison]:
+             new_arrays: ArraySource, policy: Policy, fleet: FleetSpread | None = None) -> list[CaseComparison]:
     cases = []
     for key in old.keys() | new.keys():
         if key not in new:
@@ -269,7 +332,9 @@ def _matched(old: dict[CaseKey, CaseResult], old_arrays: ArraySource, new: dict[
         elif key not in old:
             cases.append(_missing(new[key], Verdict.MISSING_IN_BASELINE))
         else:
-            cases.append(compare_case(old[key], old_arrays, new[key], new_arrays, policy))
+            choice = choose_tolerance(policy, old[key], new[key], fleet)
+            judged = compare_case(old[key], old_arrays, new[key], new_arrays, choice.policy)
+            cases.append(replace(judged, tolerance_source=choice.source, tolerance_detail=choice.detail))
     return cases
 
 
@@ -300,6 +365,10 @@ def compare_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_
     for side, case in (("baseline", old), ("candidate", new)):
         if not case.repeat_identical:
             remarks.append(f"nondeterministic on the {side} ({case.repeats} repeats differed)")
+    training = judge_training(old, new, policy, verdict)
+    if training is not None:  # the output is the final parameters; the steps say where and how fast they parted
+        finding = f"final parameters: {finding}"
+        remarks.insert(0, training.text)
     return CaseComparison(
         key=old.key,
         verdict=verdict,
@@ -307,6 +376,7 @@ def compare_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_
         metrics=metrics,
         baseline_repeat_identical=old.repeat_identical,
         candidate_repeat_identical=new.repeat_identical,
+        training=training,
         layers=layers,
         first_divergent_layer=first,
         remarks=tuple(remarks),
@@ -335,6 +405,9 @@ def _own_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arr
               policy: Policy) -> CaseComparison:
     judged = judge_own(old, old_arrays, new, new_arrays, policy)
     remarks = list(judged.remarks)
+    training = judge_training(old, new, policy, judged.verdict)  # a declared training step (own_training.py)
+    if training is not None:
+        remarks.insert(0, training.text)
     first = judged.first_divergent
     if first is not None:
         unaffected = "" if judged.verdict.changed else " (the output is unaffected)"
@@ -357,6 +430,7 @@ def _own_case(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arr
         first_divergent_layer=first.label if first is not None else None,
         remarks=tuple(remarks),
         kind="own",
+        training=training,
         differs=judged.differs,
         outputs=judged.outputs,
         modules=judged.modules,

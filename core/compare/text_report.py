@@ -16,6 +16,9 @@ import numpy as np
 from driftboard.core.compare.metrics import Metrics, WorstElement
 from driftboard.core.compare.own import Change
 from driftboard.core.compare.runs import CaseComparison, RunComparison
+from driftboard.core.compare.training import TrainingComparison
+from driftboard.core.compare.truth import TruthComparison
+from driftboard.core.run import TruthError
 
 MODULE_ROWS = 200  # module calls listed in a case report; the JSON holds them all
 
@@ -27,6 +30,15 @@ def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_ro
         lines += [""] + ["  " + line for line in _figures(m)]
     if case.passing is not None and case.verdict.changed:
         lines.append(f"  Smallest tolerance that passes: {case.passing.text}")
+    if case.truth is not None:
+        lines.append(f"  Against the float64 truth: {truth_line(case.truth)}")
+    if case.training is not None:
+        lines += ["", "  Training (step by step):"] + ["    " + line for line in training_lines(case.training)]
+    if case.tolerance_source:
+        detail = f" ({case.tolerance_detail})" if case.tolerance_detail else ""
+        lines.append(f"  Tolerance from: {case.tolerance_source}{detail}")
+    if case.tiers is not None:
+        lines.append(f"  Determinism: {case.tiers.label}")
     if len(case.outputs) > 1:
         lines += ["", "  Outputs:"] + [f"    {o.path or '(top)'}: {_change(o.change)}" for o in case.outputs]
     if case.modules:
@@ -48,6 +60,31 @@ def case_report(case: CaseComparison, worst: Sequence[WorstElement] = (), max_ro
     return "\n".join(lines)
 
 
+def training_lines(t: TrainingComparison) -> list[str]:
+    """The step findings of a training case, for the case report and JUnit."""
+    lines = [t.text]
+    if t.first_bitwise_step is not None:
+        lines.append(f"first bitwise difference: step {t.first_bitwise_step} ({t.first_bitwise_figure})")
+        beyond = (f"step {t.first_beyond_step} ({t.first_beyond_figure})" if t.first_beyond_step is not None
+                  else f"none in {t.steps} steps")
+        lines.append(f"first beyond {t.tolerance}: {beyond}")
+        for name, growth in (("|Δloss|", t.loss_growth), ("|Δ parameter distance|", t.distance_growth)):
+            if growth is not None:
+                lines.append(f"{name} {growth.text} (least squares of log2 over steps {growth.first}–{growth.last}, "
+                             f"{growth.points} points)")
+    return lines
+
+
+def truth_line(truth: TruthComparison) -> str:
+    """Each side's error against the float64 truth, then where the candidate stands."""
+    def side(t: TruthError | None) -> str:
+        if t is None or t.error is not None:
+            return "none"
+        return f"rel L2 {_num(t.rel_l2)}, max abs {_num(t.max_abs)}, max {t.ulp_max} ULP"
+
+    return f"baseline {side(truth.baseline)}; candidate {side(truth.candidate)}: {truth.words}"
+
+
 def _module_lines(case: CaseComparison) -> list[str]:
     changed = sum(not m.identical for m in case.modules)
     first = case.first_divergent_module
@@ -55,7 +92,9 @@ def _module_lines(case: CaseComparison) -> list[str]:
     lines = [head + (f"; first divergent: {first.label}" if first is not None else "")]
     for module in case.modules[:MODULE_ROWS]:
         marker = "  <- first divergent" if module is first else ""
-        lines.append(f"    {module.label}: {_change(module.change)}{marker}")
+        truth = (f"; vs float64 truth {_num(module.baseline_truth)} → {_num(module.candidate_truth)}"
+                 if module.baseline_truth is not None or module.candidate_truth is not None else "")
+        lines.append(f"    {module.label}: {_change(module.change)}{truth}{marker}")
     if len(case.modules) > MODULE_ROWS:
         lines.append(f"    … {len(case.modules) - MODULE_ROWS} more (every call is in --json)")
     return lines
@@ -150,7 +189,14 @@ def junit_xml(comparisons: Sequence[RunComparison], fail_on: str) -> bytes:
                 name=f"{case.case_id}[{case.device},{case.dtype}]",
                 time="0",
             )
-            if case.verdict.crosses(fail_on):
+            if case.training is not None:  # the step findings, for tools that read testcase properties
+                t = case.training
+                tprops = ET.SubElement(element, "properties")
+                for name, value in (("training_steps", t.steps), ("first_divergent_step", t.first_bitwise_step),
+                                    ("first_beyond_policy_step", t.first_beyond_step),
+                                    ("loss_doubling_steps", t.loss_growth.doubling_steps if t.loss_growth else None)):
+                    ET.SubElement(tprops, "property", name=name, value="" if value is None else f"{value:g}")
+            if case.fails(fail_on):
                 failure = ET.SubElement(element, "failure", message=f"{case.verdict.value}: {case.detail}", type=case.verdict.value)
                 failure.text = case_report(case)
             elif case.verdict.severity > 0:

@@ -71,7 +71,10 @@ with state.guard():
 
 def _report_html() -> str:
     sources = {run_id: store.load_run(run_id) for run_id in dict.fromkeys([baseline, *candidates])}
-    return html_report.comparison_report_html(results, sources)
+    explanations = {(r.baseline.run_id, r.candidate.run_id): store.explanation(r.baseline.run_id, r.candidate.run_id)
+                    for r in results}
+    return html_report.comparison_report_html(results, sources,
+                                              explanations={k: v for k, v in explanations.items() if v is not None})
 
 
 def _report_json() -> str:

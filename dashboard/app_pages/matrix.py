@@ -46,12 +46,17 @@ st.caption(f"{len(matrix.run_ids)} newest runs of {markdown_text(base.suite_id, 
            f"{base.device_class} against {markdown_text(data.run_name(base), 160)}, grouped by machine (newest "
            "first within each). Cells are shaded by their max ULP distance on a log scale (green: identical) and "
            "carry their verdict's icon; cells without figures (missing, errors) keep their verdict's colour. Hover "
-           "for the figures; click a cell, or box-select several, to open the comparison.")
+           "for the figures; click a cell, or box-select several, to open the comparison."
+           + (f" The last {matrix.own_columns} columns, after the rule and marked “own ·”, are cases of your own "
+              "models (your cases file), matched by case, device and dtype whatever the suite."
+              if matrix.own_columns else ""))
 machine_of = {r.run_id: data.machine_name(r) for r in runs}
-fig = charts.drift_matrix(matrix.run_labels, matrix.case_keys, matrix.verdicts, matrix.hovers,
+fig = charts.drift_matrix(matrix.run_labels, matrix.case_labels, matrix.verdicts, matrix.hovers,
                           run_ids=matrix.run_ids, case_keys=matrix.case_keys,
                           magnitude_grid=matrix.magnitudes or None,
-                          row_groups=[machine_of.get(r, "") for r in matrix.run_ids])
+                          row_groups=[machine_of.get(r, "") for r in matrix.run_ids],
+                          column_groups=matrix.case_groups if matrix.own_columns else None,
+                          case_notes=matrix.case_notes)
 # Streamlit selects on click only when the drag mode is not box/lasso select (it then sets clickmode to
 # "event+select"); so clicks select a cell, dragging zooms, and the modebar's box tool still selects several.
 fig.update_layout(dragmode="zoom")

@@ -6,6 +6,7 @@ pages show; it is not in the menu.
 
 import streamlit as st
 
+from driftboard.core.seeding import summary as seeding_summary
 from driftboard.dashboard import state, tables, ui
 from driftboard.dashboard.fingerprint_groups import fingerprint_groups
 from driftboard.dashboard.format import fmt_time, markdown_text, plural, verdict_label
@@ -46,6 +47,8 @@ if run.tags:
     st.caption("Tags: " + ", ".join(markdown_text(t, 60) for t in run.tags))
 if run.note:
     st.text(f"Note: {run.note}")
+if run.case_count:  # what the run's training was seeded with, and what the seed posts' recipe lacks (core/seeding.py)
+    st.caption("Seeding recipe: " + markdown_text(seeding_summary(full.settings), 600))
 
 if is_golden:
     st.markdown(f"**★ This run is the golden {markdown_text(golden.key.name, 60)}** for "

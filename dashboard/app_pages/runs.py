@@ -23,6 +23,7 @@ PER_PAGE = (25, 50, 100, 200)
 MAX_CANDIDATES = 8  # the Compare page's limit
 NAMED = 10  # runs named in full in a sentence; the rest are counted
 VERDICT_HELP = "The worst case verdict against the golden of the run's suite and device class."
+OWN_HELP = "Of the run's cases, those of the team's own models (its cases file or --model), not the reference suite."
 
 st.title("Runs", anchor=False)
 store = state.store()
@@ -40,17 +41,20 @@ with st.expander("Filters", expanded=False, icon=":material/filter_list:"):
     driver = c[2].text_input("Driver", key="f_driver", placeholder="535")
     gpu = c[3].text_input("GPU contains", key="f_gpu", placeholder="A100")
     capability = c[4].text_input("CPU capability", key="f_cpu", placeholder="AVX512")
-    c = st.columns(3)
+    c = st.columns(4)
     verdict = c[0].selectbox("Verdict against the golden", ["any", *(v.value for v in Verdict)], key="f_verdict",
                              help="Only runs already judged against the golden can match.")
     since = c[1].date_input("Captured on or after", value=None, key="f_since")
     until = c[2].date_input("Captured up to", value=None, key="f_until")
+    own_case = c[3].text_input("Own case", key="f_own_case", placeholder="a case id of your models",
+                               help="Only runs holding this case of the team's own models (exact case id).")
 
 filters = RunFilter(
     machine=machine.strip() or None, label=label.strip() or None,
     tags=tuple(t.strip() for t in tags.split(",") if t.strip()), variant=variant.strip() or None,
     torch=torch.strip() or None, cuda=cuda.strip() or None, driver=driver.strip() or None, gpu=gpu.strip() or None,
     cpu_capability=capability.strip() or None, verdict=None if verdict == "any" else verdict, since=since, until=until,
+    own_case=own_case.strip() or None,
 )
 per_page = st.session_state.get("runs_per_page", 50)
 can_golden, can_delete = state.allowed("golden"), state.allowed("delete")  # controls for the rest are not drawn
@@ -80,6 +84,7 @@ ticked = [by_id[run_id] for run_id in ui.ticked_ids(TABLE, list(by_id))]
 st.dataframe(tables.styled(tables.with_run_links(runs_frame)), hide_index=True, key=TABLE, on_select="rerun",
              selection_mode="multi-row", column_config={
                  tables.VERDICT: st.column_config.TextColumn(tables.VERDICT, pinned=True, help=VERDICT_HELP),
+                 tables.OWN_CASES: st.column_config.NumberColumn(tables.OWN_CASES, help=OWN_HELP),
                  **ui.run_links(tables.RUN_ID)})
 c = st.columns([1, 1, 2, 2])
 c[0].number_input("Page", min_value=1, max_value=page.pages, step=1, key="runs_page")
@@ -114,7 +119,8 @@ def _make_golden(run_id: str) -> None:
         ui.flash(FLASH, "error", state.refusal("golden"))
         return
     try:
-        g = store.set_golden(run_id, set_by=_by(), reason=st.session_state.get("golden_reason", "").strip())
+        g = store.set_golden(run_id, set_by=_by(), reason=st.session_state.get("golden_reason", "").strip(),
+                             channel="page", address=state.client_address())
     except DriftboardError as exc:
         ui.flash(FLASH, "error", str(exc))
     else:
@@ -127,7 +133,7 @@ def _clear_golden(key: GoldenKey) -> None:
     if not state.allowed("golden"):
         ui.flash(FLASH, "error", state.refusal("golden"))
         return
-    store.clear_golden(key)
+    store.clear_golden(key, actor=_by(), channel="page", address=state.client_address())
     ui.flash(FLASH, "success", "Golden cleared: runs of that suite are no longer judged until a new one is set.")
 
 
@@ -151,7 +157,7 @@ def _delete() -> None:
     deleted, refused = [], []
     for run_id in run_ids:
         try:
-            deleted.append(store.delete_run(run_id))
+            deleted.append(store.delete_run(run_id, actor=_by(), channel="page", address=state.client_address()))
         except DriftboardError as exc:
             refused.append(str(exc))
     ui.clear_ticks(TABLE)

@@ -28,7 +28,8 @@ files = st.file_uploader("Run bundles", accept_multiple_files=True, key="upload_
 done = st.session_state.setdefault(RESULTS, {})
 todo = [file for file in files or [] if file.file_id not in done]
 if todo:
-    pushed = push_files(store, [(file.name, file.getvalue()) for file in todo], uploader=uploader)
+    pushed = push_files(store, [(file.name, file.getvalue()) for file in todo], uploader=uploader, channel="page",
+                        address=state.client_address())
     done.update(zip((file.file_id for file in todo), pushed))
 
 outcomes = [done[f.file_id] for f in files or [] if f.file_id in done]
@@ -77,7 +78,7 @@ def _import_pasted() -> None:
         return
     st.session_state[PASTED] = uploads.import_report(
         store, st.session_state.get("paste_text") or "", label=st.session_state.get("paste_label") or "",
-        note=st.session_state.get("paste_note") or "", uploader=uploader)
+        note=st.session_state.get("paste_note") or "", uploader=uploader, address=state.client_address())
 
 
 st.subheader("Or paste a collect_env report", anchor=False)

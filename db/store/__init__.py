@@ -25,11 +25,14 @@ from driftboard.core.run import CaseResult, Run
 from driftboard.db.migrate import ensure_schema
 from driftboard.db.session import database_url, make_engine, redacted
 from driftboard.db.store import delete as _delete
+from driftboard.db.store import explanations as _explanations
+from driftboard.db.store import fleet as _fleet
 from driftboard.db.store import goldens as _goldens
 from driftboard.db.store import ingest as _ingest
 from driftboard.db.store import queries as _queries
 from driftboard.db.store import repair as _repair
 from driftboard.db.store import verdicts as _verdicts
+from driftboard.db.store import write_log as _write_log
 
 # _decompress, _outcome_row and _stored_form: the names older imports (tests) use, re-exported.
 from driftboard.db.store.arrays import CODEC, DbArrays
@@ -52,15 +55,21 @@ from driftboard.db.store.results import (
     RunSummary,
     StoreStats,
     VerdictSummary,
+    WriteLogEntry,
 )
+from driftboard.db.store.write_log import Origin
 
 if TYPE_CHECKING:
     from driftboard.core.compare import RunComparison
+    from driftboard.core.compare.learned import FleetSpread
+    from driftboard.core.compare.tiers import TierEvidence
+    from driftboard.core.explain.result import Explanation
 
 __all__ = [
     "CODEC", "DEFAULT_GOLDEN", "DEFAULT_POLICY", "ENV_COLUMNS", "MAX_OPEN_STORES", "MAX_PER_PAGE", "PER_PAGE",
     "ArrayRepair", "DbArrays", "DeleteResult", "EnvironmentSummary", "Golden", "GoldenKey", "IngestResult", "MachineSummary",
-    "RepairReport", "RunFilter", "RunPage", "RunSummary", "Store", "StoreStats", "VerdictSummary", "close_shared_stores",
+    "RepairReport", "RunFilter", "RunPage", "RunSummary", "Store", "StoreStats", "VerdictSummary", "WriteLogEntry",
+    "close_shared_stores",
     "device_class", "load_stored_run", "shared_store",
 ]
 
@@ -100,17 +109,22 @@ class Store:
 
     # ------------------------------------------------------------ ingest
 
-    def ingest(self, source: str | Path | bytes, *, uploader: str = "", limits: Limits = DEFAULT_LIMITS) -> IngestResult:
+    def ingest(self, source: str | Path | bytes, *, uploader: str = "", limits: Limits = DEFAULT_LIMITS,
+               channel: str = _write_log.CLI, address: str | None = None) -> IngestResult:
         """Validate a bundle file (or its bytes) fully, then store it in one transaction.
 
         ``uploader`` is recorded as given on SQLite. On PostgreSQL an empty one records the login; a pusher
         (a role that may not insert runs itself) naming anyone but its login is refused with nothing written.
+        The write log records the push with the uploader, ``channel`` (cli, page, api) and ``address``.
         """
-        return self.ingest_bundle(read_bundle(read_bounded(source, limits), limits, streams=True), uploader=uploader)
+        return self.ingest_bundle(read_bundle(read_bounded(source, limits), limits, streams=True), uploader=uploader,
+                                  channel=channel, address=address)
 
-    def ingest_bundle(self, bundle: Bundle, *, uploader: str = "") -> IngestResult:
-        """Store a bundle ``read_bundle`` validated. Storing one already stored changes nothing."""
-        return _ingest.ingest_bundle(self.engine, bundle, uploader=uploader)
+    def ingest_bundle(self, bundle: Bundle, *, uploader: str = "", channel: str = _write_log.CLI,
+                      address: str | None = None) -> IngestResult:
+        """Store a bundle ``read_bundle`` validated. Storing one already stored changes nothing (and logs nothing)."""
+        return _ingest.ingest_bundle(self.engine, bundle, uploader=uploader,
+                                     origin=Origin(uploader, channel, address))
 
     # ------------------------------------------------------------ runs
 
@@ -142,17 +156,47 @@ class Store:
         return DbArrays(self.engine)
 
     def compare(self, baseline: str, candidate: str, policy: str | None = None) -> RunComparison:
-        """Two stored runs compared by ``core.compare`` (arrays read only where digests differ)."""
+        """Two stored runs compared by ``core.compare`` (arrays read only where digests differ), with the
+        determinism tiers the stored runs show and, under ``fleet``, the accepted runs' spread."""
         from driftboard.core.compare import compare_runs, parse_policy
 
         parsed = parse_policy(policy) if policy else None
         base_run, base_arrays = self.load_run(baseline)
         cand_run, cand_arrays = self.load_run(candidate)
-        return compare_runs(base_run, base_arrays, cand_run, cand_arrays, parsed)
+        return compare_runs(base_run, base_arrays, cand_run, cand_arrays, parsed,
+                            fleet=self.fleet_for(base_run, cand_run) if parsed and parsed.kind == "fleet" else None,
+                            tier_evidence=self.tier_evidence(base_run.suite_id, base_run.suite_version))
 
-    def delete_run(self, run_id: str) -> DeleteResult:
-        """Remove a run, and the outcomes, arrays and environment no other run uses."""
-        return _delete.delete_run(self.engine, run_id)
+    def fleet_spread(self, suite_id: str, suite_version: int, device_class: str, *, golden: str = DEFAULT_GOLDEN,
+                     exclude: Sequence[str] = ()) -> FleetSpread | None:
+        """The accepted runs of a golden and, per case, their largest error against it (``db/store/fleet.py``)."""
+        return _fleet.fleet_spread(self.engine, suite_id, suite_version, device_class, golden=golden,
+                                   exclude=exclude)
+
+    def fleet_for(self, baseline: Run, candidate: Run, *, golden: str = DEFAULT_GOLDEN) -> FleetSpread | None:
+        """The fleet ``--policy fleet`` judges ``candidate`` by: the baseline's suite version and device class,
+        the candidate itself not counted."""
+        from driftboard.core.run import device_class
+
+        return self.fleet_spread(baseline.suite_id, baseline.suite_version, device_class(baseline), golden=golden,
+                                 exclude=(candidate.run_id,))
+
+    def tier_evidence(self, suite_id: str, suite_version: int) -> dict[tuple[str, str, str], TierEvidence]:
+        """Per case of a suite version, what the stored runs show about its determinism tiers (one query)."""
+        return _fleet.tier_evidence(self.engine, suite_id, suite_version)
+
+    def delete_run(self, run_id: str, *, actor: str = "", channel: str = _write_log.CLI,
+                   address: str | None = None) -> DeleteResult:
+        """Remove a run, and the outcomes, arrays and environment no other run uses; logged as ``actor``."""
+        return _delete.delete_run(self.engine, run_id, Origin(actor, channel, address))
+
+    def save_explanation(self, explanation: Explanation) -> None:
+        """Keep what ``driftboard explain`` found with its pair of runs (replacing an older one)."""
+        _explanations.save_explanation(self.engine, explanation)
+
+    def explanation(self, baseline: str, candidate: str) -> Explanation | None:
+        """The explanation kept for (baseline, candidate), if any."""
+        return _explanations.load_explanation(self.engine, baseline, candidate)
 
     def stats(self) -> StoreStats:
         return _queries.stats(self.engine)
@@ -163,13 +207,27 @@ class Store:
 
     # ------------------------------------------------------------ goldens
 
-    def set_golden(self, run_id: str, *, name: str = DEFAULT_GOLDEN, set_by: str = "", reason: str = "") -> Golden:
-        """Make a run the golden ``name`` for its suite version and device class."""
-        return _goldens.set_golden(self.engine, run_id, name=name, set_by=set_by, reason=reason)
+    def set_golden(self, run_id: str, *, name: str = DEFAULT_GOLDEN, set_by: str = "", reason: str = "",
+                   channel: str = _write_log.CLI, address: str | None = None) -> Golden:
+        """Make a run the golden ``name`` for its suite version and device class; logged as ``set_by``."""
+        return _goldens.set_golden(self.engine, run_id, name=name, set_by=set_by, reason=reason,
+                                   origin=Origin(set_by, channel, address))
 
-    def clear_golden(self, key: GoldenKey) -> bool:
-        """Remove a golden (its cached verdicts go with it); False when there was none."""
-        return _goldens.clear_golden(self.engine, key)
+    def clear_golden(self, key: GoldenKey, *, actor: str = "", channel: str = _write_log.CLI,
+                     address: str | None = None) -> bool:
+        """Remove a golden (its cached verdicts go with it); False when there was none. Logged as ``actor``."""
+        return _goldens.clear_golden(self.engine, key, Origin(actor, channel, address))
+
+    # ------------------------------------------------------------ write log
+
+    def log_write(self, action: str, *, actor: str, channel: str, address: str | None, run_id: str | None = None,
+                  detail: str = "") -> None:
+        """Record a write made outside the store's own methods (theirs log themselves, in their transaction)."""
+        _write_log.log_write(self.engine, action, Origin(actor, channel, address), run_id=run_id, detail=detail)
+
+    def write_log(self, limit: int = 100, action: str | None = None, actor: str | None = None) -> tuple[WriteLogEntry, ...]:
+        """The newest ``limit`` writes (pushes, deletes, golden set and clear), newest first."""
+        return _write_log.write_log(self.engine, limit=limit, action=action, actor=actor)
 
     def goldens(self, name: str | None = None) -> tuple[Golden, ...]:
         return _goldens.goldens(self.engine, name)

@@ -19,24 +19,26 @@ from driftboard.db.models import (
     VerdictRow,
 )
 from driftboard.db.session import retry_conflicts, transaction
+from driftboard.db.store import write_log
 from driftboard.db.store.queries import run_pk
 from driftboard.db.store.results import DeleteResult
 
 _ATTEMPTS = 5  # whole transactions tried before a conflict with concurrent pushes is reported
 
 
-def delete_run(engine: Engine, run_id: str) -> DeleteResult:
+def delete_run(engine: Engine, run_id: str, origin: write_log.Origin = write_log.Origin()) -> DeleteResult:
     """Delete a run in one transaction, tried again whole while it conflicts with a concurrent push.
 
     On PostgreSQL a push committed meanwhile may have started using an outcome or array this
     delete found unused: the database refuses the delete (a foreign key), and the next try sees it used.
+    The write log gets the delete (``origin``: who, how, from where) in the same transaction.
     """
-    return retry_conflicts(lambda: _delete_once(engine, run_id), _ATTEMPTS,
+    return retry_conflicts(lambda: _delete_once(engine, run_id, origin), _ATTEMPTS,
                            f"run {run_id} was not deleted: pushes sharing its arrays conflicted {_ATTEMPTS} times; "
                            "nothing was deleted, try again")
 
 
-def _delete_once(engine: Engine, run_id: str) -> DeleteResult:
+def _delete_once(engine: Engine, run_id: str, origin: write_log.Origin) -> DeleteResult:
     with transaction(engine, write=True) as session:
         pk = run_pk(session, run_id)
         name = session.execute(select(RunRow.run_id).where(RunRow.id == pk)).scalar_one()
@@ -53,6 +55,8 @@ def _delete_once(engine: Engine, run_id: str) -> DeleteResult:
         removed, freed = _remove_orphans(session, outcome_ids)
         if session.execute(select(RunRow.id).where(RunRow.environment_id == environment_pk).limit(1)).first() is None:
             session.execute(delete(EnvironmentRow).where(EnvironmentRow.id == environment_pk))
+        write_log.record(session, "delete", origin, run_id=name,
+                         detail=f"{removed} arrays no other run used removed ({freed} stored bytes)")
     return DeleteResult(name, removed, freed)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -10,6 +11,7 @@ from sqlalchemy.engine import Engine
 from driftboard.core.errors import StoreError
 from driftboard.db.models import GoldenRow, RunRow
 from driftboard.db.session import transaction
+from driftboard.db.store import write_log
 from driftboard.db.store.queries import run_pk
 from driftboard.db.store.results import DEFAULT_GOLDEN, Golden, GoldenKey
 from driftboard.db.store.sql import now
@@ -17,7 +19,8 @@ from driftboard.db.store.verdicts import forget_verdicts_of
 
 
 def set_golden(engine: Engine, run_id: str, *, name: str = DEFAULT_GOLDEN, set_by: str = "",
-               reason: str = "") -> Golden:
+               reason: str = "", origin: write_log.Origin = write_log.Origin()) -> Golden:
+    """Mark the golden; the write log gets it, with ``set_by`` as the actor, in the same transaction."""
     name = name.strip()
     if not name or len(name) > 64:
         raise StoreError("a golden name must have 1 to 64 characters")
@@ -30,6 +33,12 @@ def set_golden(engine: Engine, run_id: str, *, name: str = DEFAULT_GOLDEN, set_b
                              "no outputs to judge other runs against")
         key = GoldenKey(name, run.suite_id, run.suite_version, run.device_class)
         current = session.execute(select(GoldenRow).where(*_golden_where(key))).scalar_one_or_none()
+        before = None
+        if current is not None and current.run_pk != pk:
+            before = session.execute(select(RunRow.run_id).where(RunRow.id == current.run_pk)).scalar_one()
+        detail = f"golden {name!r} for {_key_text(key)}" + (f", was run {before}" if before else "") + \
+            (f"; reason: {reason}" if reason else "")
+        write_log.record(session, "golden-set", replace(origin, actor=set_by), run_id=run.run_id, detail=detail)
         if current is None:
             session.add(GoldenRow(name=name, suite_id=key.suite_id, suite_version=key.suite_version,
                                   device_class=key.device_class, run_pk=pk, set_by=set_by, set_at=when,
@@ -55,12 +64,15 @@ def _environment_only(imported: bool) -> str:
     return f"it holds an environment only ({how})"
 
 
-def clear_golden(engine: Engine, key: GoldenKey) -> bool:
+def clear_golden(engine: Engine, key: GoldenKey, origin: write_log.Origin = write_log.Origin()) -> bool:
+    """Remove the golden; the write log gets it (who, how, from where) in the same transaction."""
     with transaction(engine, write=True) as session:
         current = session.execute(select(GoldenRow).where(*_golden_where(key))).scalar_one_or_none()
         if current is None:
             return False
         old_pk = current.run_pk
+        was = session.execute(select(RunRow.run_id).where(RunRow.id == old_pk)).scalar_one()
+        write_log.record(session, "golden-clear", origin, run_id=was, detail=f"golden {key.name!r} for {_key_text(key)}")
         session.delete(current)
         session.flush()
         forget_verdicts_of(session, old_pk)
@@ -85,6 +97,10 @@ def golden_for(engine: Engine, run_id: str, *, name: str = DEFAULT_GOLDEN) -> Go
             select(GoldenRow, RunRow.run_id).join(RunRow, RunRow.id == GoldenRow.run_pk).where(*_golden_where(key))
         ).first()
     return None if row is None else _golden(row[0], row[1])
+
+
+def _key_text(key: GoldenKey) -> str:
+    return f"{key.suite_id} v{key.suite_version} on {key.device_class}"
 
 
 def _golden_where(key: GoldenKey) -> list[Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from driftboard.core.bundle import Bundle
 from driftboard.core.errors import BundleError, StoreError
 from driftboard.core.fields import flatten
 from driftboard.core.run import CaseResult, Run
+from driftboard.core.run import device_class as run_device_class
 from driftboard.db.models import (
     ArrayRow,
     CaseOutcomeRow,
@@ -42,7 +43,7 @@ from driftboard.db.models import (
 )
 from driftboard.db.session import retry_conflicts, transaction
 from driftboard.db.store import ingest_pusher as pusher
-from driftboard.db.store import own_blob
+from driftboard.db.store import own_blob, spread_store, training_blob, truth_store, write_log
 from driftboard.db.store.arrays import CODEC, compress
 from driftboard.db.store.results import IngestResult
 from driftboard.db.store.sql import chunks, insert, now
@@ -61,20 +62,23 @@ ENV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def ingest_bundle(engine: Engine, bundle: Bundle, *, uploader: str = "") -> IngestResult:
+def ingest_bundle(engine: Engine, bundle: Bundle, *, uploader: str = "",
+                  origin: write_log.Origin = write_log.Origin()) -> IngestResult:
     """Store a bundle ``read_bundle`` validated; the deflate streams it checked (``streams=True``) are kept as they are.
 
     A transaction that conflicts with a concurrent writer (a unique race, a run deleted that shares
-    this one's arrays) is retried whole, a bounded number of times.
+    this one's arrays) is retried whole, a bounded number of times. A stored run is logged in the
+    write log (``origin``: its channel and address; the actor is the uploader recorded) in the same
+    transaction; a duplicate writes nothing and logs nothing.
     """
     plan = _Plan.of(bundle, uploader)
     streams: _Streams = bundle.streams
-    return retry_conflicts(lambda: _ingest_once(engine, plan, streams), _ATTEMPTS,
+    return retry_conflicts(lambda: _ingest_once(engine, plan, streams, origin), _ATTEMPTS,
                            f"run {plan.run.run_id} was not stored: concurrent changes to the runs it shares rows "
                            f"with conflicted {_ATTEMPTS} times; nothing was written, push it again")
 
 
-def _ingest_once(engine: Engine, plan: _Plan, streams: _Streams) -> IngestResult:
+def _ingest_once(engine: Engine, plan: _Plan, streams: _Streams, origin: write_log.Origin) -> IngestResult:
     with transaction(engine) as session:  # outside the write lock: is it new, what is missing?
         if _stored_run_id(session, plan.bundle_digest) is not None:
             return plan.duplicate()
@@ -85,8 +89,8 @@ def _ingest_once(engine: Engine, plan: _Plan, streams: _Streams) -> IngestResult
         if _stored_run_id(session, plan.bundle_digest) is not None:
             return plan.duplicate()
         _refuse_run_id_clash(session, plan)
-        if who.through_function:
-            return _push_through_function(session, plan, stored, streams)
+        if who.through_function:  # the function logs the push itself, as the caller's login
+            return _push_through_function(session, plan, stored, streams, origin)
         machine_pk = _upsert_machine(session, plan)
         environment_pk = _upsert_environment(session, plan)
         run_pk = _insert_run(session, plan, machine_pk, environment_pk, who.uploader)
@@ -99,15 +103,23 @@ def _ingest_once(engine: Engine, plan: _Plan, streams: _Streams) -> IngestResult
         outcome_ids = _upsert_outcomes(session, plan)
         _insert_case_results(session, plan, run_pk, outcome_ids)
         _insert_tags(session, run_pk, plan.run.tags)
+        write_log.record(session, "push", replace(origin, actor=who.uploader), run_id=plan.run.run_id,
+                         detail=push_detail(len(plan.run.cases), plan.bundle_digest))
     return _created(plan, new_arrays, stored)
 
 
-def _push_through_function(session: Session, plan: _Plan, stored: dict[str, bytes], streams: _Streams) -> IngestResult:
+def push_detail(case_count: int, bundle_digest: str) -> str:
+    """A push's write-log detail; ``driftboard_push_run`` (migration 0004) words it the same way."""
+    return f"{case_count} cases, bundle {bundle_digest[:12]}"
+
+
+def _push_through_function(session: Session, plan: _Plan, stored: dict[str, bytes], streams: _Streams,
+                           origin: write_log.Origin) -> IngestResult:
     """A PostgreSQL pusher's write: one call of ``driftboard_push_run`` (``ingest_pusher.py``)."""
     new_arrays = sorted(_missing_arrays(session, plan.array_shas))
     for sha in set(new_arrays) - stored.keys():
         stored[sha] = _stored_form(plan.blobs[sha], streams.get(sha))
-    pusher.push_run(session, plan, {sha: stored[sha] for sha in new_arrays})
+    pusher.push_run(session, plan, {sha: stored[sha] for sha in new_arrays}, origin)
     return _created(plan, new_arrays, stored)
 
 
@@ -153,20 +165,22 @@ class _Plan:
         outcomes: dict[str, dict[str, Any]] = {}
         links: dict[str, tuple[str, ...]] = {}
         per_case = []
-        own = [own_blob.encode(case) for case in run.cases]  # an own case's record: one more array (own_blob.py)
-        for case, blob in zip(run.cases, own):
-            digest, row = _outcome_row(case, blob)
+        # An own case's record and a training case's trace: one more array each (own_blob.py, training_blob.py).
+        extra = [[b for b in (own_blob.encode(case), training_blob.encode(case)) if b] for case in run.cases]
+        own = [b for blobs in extra for b in blobs]
+        for case, blobs in zip(run.cases, extra):
+            digest, row = _outcome_row(case, *blobs)
             outcomes[digest] = row
-            links[digest] = tuple(sorted({ref.sha256 for ref in case.refs()} | ({blob.sha256} if blob else set())))
+            links[digest] = tuple(sorted({ref.sha256 for ref in case.refs()} | {b.sha256 for b in blobs}))
             per_case.append(digest)
-        shas = sorted({ref.sha256 for case in run.cases for ref in case.refs()} | {b.sha256 for b in own if b})
+        shas = sorted({ref.sha256 for case in run.cases for ref in case.refs()} | {b.sha256 for b in own})
         _refuse_unstorable(run, flat)
         return cls(
             run=run,
             bundle_digest=bundle.digest,
             bundle_size=bundle.size,
             uploader=_clean_text(uploader)[:200],
-            blobs={**bundle.arrays.blobs, **{b.sha256: b.data for b in own if b}},
+            blobs={**bundle.arrays.blobs, **{b.sha256: b.data for b in own}},
             machine_key=_machine_key(flat),
             hostname=_text(flat.get("identity.hostname"), 255) or "",
             captured_at=_captured_at(run.created_at),
@@ -187,19 +201,12 @@ class _Plan:
 
 def device_class(run: Run) -> str:
     """What kind of device a run's outputs come from: goldens are per suite version and device class."""
-    devices = {case.device.split(":")[0] for case in run.cases}
-    for accelerator in ("cuda", "mps", "xpu"):
-        if accelerator in devices:
-            return accelerator
-    if devices:
-        return "cpu"
-    gpu = run.fingerprint.get("gpu") if isinstance(run.fingerprint.get("gpu"), dict) else {}
-    return "cuda" if isinstance(gpu.get("count"), int) and gpu["count"] > 0 else "cpu"
+    return run_device_class(run)
 
 
-def _outcome_row(case: CaseResult, own: own_blob.OwnBlob | None = None) -> tuple[str, dict[str, Any]]:
+def _outcome_row(case: CaseResult, *blobs: own_blob.OwnBlob | training_blob.TrainingBlob) -> tuple[str, dict[str, Any]]:
     layers = [[name, ref.sha256, ref.dtype, list(ref.shape)] for name, ref in case.layers]
-    layers += [own.layer_entry] if own is not None else []
+    layers += [blob.layer_entry for blob in blobs]
     out = case.output
     row = {
         "case_id": case.case_id, "device": case.device, "dtype": case.dtype,
@@ -268,6 +275,8 @@ def _refuse_unstorable(run: Run, flat: dict[str, Any]) -> None:
             raise BundleError(field_name, "contains a NUL character")
         if not _is_utf8(value):
             raise BundleError(field_name, "is not valid Unicode text (it holds a lone surrogate)")
+    truth_store.refuse_reserved(run)
+    spread_store.refuse_reserved(run)
     if run.suite_version > _INT32_MAX:
         raise BundleError("run.suite.version", f"{run.suite_version} is larger than {_INT32_MAX}")
     for i, case in enumerate(run.cases):
@@ -377,7 +386,8 @@ def _insert_run(session: Session, plan: _Plan, machine_pk: int, environment_pk: 
         "created_at": run.created_at, "captured_at": plan.captured_at, "uploaded_at": now(),
         "uploader": uploader, "label": run.label, "tags": list(run.tags), "note": run.note,
         "suite_id": run.suite_id, "suite_version": run.suite_version, "variant": run.variant,
-        "device_class": plan.device_class, "settings": run.settings, "tool_version": run.tool_version,
+        "device_class": plan.device_class, "settings": spread_store.stored_settings(run, truth_store.stored_settings(run)),
+        "tool_version": run.tool_version,
         "imported": run.imported, "case_count": len(run.cases), "machine_id": machine_pk,
         "environment_id": environment_pk,
     }

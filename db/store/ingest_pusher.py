@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session
 
 from driftboard.core.errors import StoreError
 from driftboard.db.models import EnvironmentRow
+from driftboard.db.store import spread_store, truth_store
 from driftboard.db.store.arrays import CODEC
 
 if TYPE_CHECKING:
     from driftboard.db.store.ingest import _Plan
+    from driftboard.db.store.write_log import Origin
 
 FUNCTION = "driftboard_push_run"
 _CALL = text(f"SELECT {FUNCTION}(CAST(:plan AS jsonb), :fingerprint, CAST(:data AS bytea[]))")
@@ -54,12 +56,19 @@ def writer(session: Session, uploader: str) -> Writer:
     return Writer(login, through_function=True)
 
 
-def push_run(session: Session, plan: _Plan, arrays: dict[str, bytes]) -> int:
-    """Store ``plan`` as a new run with ``arrays`` (sha256 -> stored bytes, those not yet stored); its pk."""
+def push_run(session: Session, plan: _Plan, arrays: dict[str, bytes], origin: Origin | None = None) -> int:
+    """Store ``plan`` as a new run with ``arrays`` (sha256 -> stored bytes, those not yet stored); its pk.
+
+    The function also writes the push's write-log entry (migration 0004): the actor is always the
+    caller's login; ``origin`` gives its channel and address (else the connection's address).
+    """
     shas = sorted(arrays)
     dialect = session.get_bind().dialect
+    payload = _payload(plan, shas)
+    if origin is not None:
+        payload["log"] = {"channel": origin.channel, **({"address": origin.address} if origin.address else {})}
     arguments = {
-        "plan": json.dumps(_payload(plan, shas), separators=(",", ":")),
+        "plan": json.dumps(payload, separators=(",", ":")),
         "fingerprint": _FINGERPRINT.process_bind_param(plan.run.fingerprint, dialect),
         "data": [arrays[sha] for sha in shas],
     }
@@ -78,7 +87,8 @@ def _payload(plan: _Plan, shas: list[str]) -> dict[str, Any]:
             "created_at": run.created_at, "captured_at": plan.captured_at.isoformat(), "label": run.label,
             "tags": _json(list(run.tags)), "note": run.note, "suite_id": run.suite_id,
             "suite_version": run.suite_version, "variant": run.variant, "device_class": plan.device_class,
-            "settings": _json(run.settings), "tool_version": run.tool_version, "imported": run.imported,
+            "settings": _json(spread_store.stored_settings(run, truth_store.stored_settings(run))),
+            "tool_version": run.tool_version, "imported": run.imported,
             "case_count": len(run.cases),
         },
         "arrays": [{"sha256": sha, "nbytes": len(plan.blobs[sha]), "codec": CODEC} for sha in shas],

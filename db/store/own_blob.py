@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Text, cast, select
 from sqlalchemy.orm import Session
 
 from driftboard.core.bundle import DEFAULT_LIMITS, BundleError
 from driftboard.core.bundle_own import Budget, own_from_json, own_json
 from driftboard.core.errors import StoreError
 from driftboard.core.run import ArrayRef, CaseResult, sha256_hex
-from driftboard.db.models import ArrayRow
+from driftboard.db.models import ArrayRow, CaseOutcomeRow
 from driftboard.db.store.arrays import decompress
 from driftboard.db.store.sql import chunks
 
@@ -55,6 +55,16 @@ def encode(case: CaseResult) -> OwnBlob | None:
     text = json.dumps(own_json(case.own), sort_keys=True, separators=(",", ":"), allow_nan=False)
     data = text.encode("ascii")  # ensure_ascii: a lone surrogate in a module name travels as an escape
     return OwnBlob(sha256_hex(data), data)
+
+
+def is_own_outcome() -> ColumnElement[bool]:
+    """SQL: the outcome is a case of the team's own models (its ``layers`` list holds the own entry).
+
+    Matched on the JSON text, as SQLite and PostgreSQL both spell it: ``["driftboard:own"`` can only
+    be an entry whose name is exactly ``OWN_ENTRY`` (inside a JSON string a quote is always escaped),
+    which is what ``with_own`` reads as an own case.
+    """
+    return cast(CaseOutcomeRow.layers, Text).like(f'%["{OWN_ENTRY}"%')
 
 
 def with_own(session: Session, cases: Sequence[CaseResult]) -> tuple[CaseResult, ...]:

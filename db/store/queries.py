@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from driftboard.db.models import (
     VerdictRow,
 )
 from driftboard.db.session import transaction
-from driftboard.db.store import own_blob
+from driftboard.db.store import own_blob, spread_store, training_blob, truth_store
 from driftboard.db.store.results import (
     DEFAULT_GOLDEN,
     DEFAULT_POLICY,
@@ -34,6 +35,7 @@ from driftboard.db.store.results import (
     RunSummary,
     StoreStats,
 )
+from driftboard.db.store.sql import chunks
 
 PER_PAGE = 50
 MAX_PER_PAGE = 1000
@@ -53,14 +55,15 @@ def runs(engine: Engine, filters: RunFilter | None = None, *, page: int = 1, per
             .limit(per_page)
             .offset(offset)
         ).all()
-    return RunPage(tuple(_summary(row) for row in rows), total, page, per_page)
+        summaries = _with_own_counts(session, rows)
+    return RunPage(summaries, total, page, per_page)
 
 
 def run(engine: Engine, run_id: str) -> RunSummary:
     with transaction(engine) as session:
         pk = run_pk(session, run_id)
         row = session.execute(_summary_columns(RunFilter()).where(RunRow.id == pk)).one()
-    return _summary(row)
+        return _with_own_counts(session, [row])[0]
 
 
 def machines(engine: Engine) -> tuple[MachineSummary, ...]:
@@ -101,12 +104,13 @@ def machine_history(engine: Engine, machine: str, *, golden: str = DEFAULT_GOLDE
             .where(RunRow.machine_id == pk)
             .order_by(RunRow.captured_at, RunRow.id)
         ).all()
-    return tuple(_summary(row) for row in rows)
+        return _with_own_counts(session, rows)
 
 
 def case_results(engine: Engine, run_id: str) -> tuple[CaseResult, ...]:
     with transaction(engine) as session:
-        return _cases(session, run_pk(session, run_id))
+        pk = run_pk(session, run_id)
+        return _cases(session, pk, session.execute(select(RunRow.settings).where(RunRow.id == pk)).scalar_one())
 
 
 def load_run(engine: Engine, run_id: str) -> Run:
@@ -118,11 +122,12 @@ def load_run(engine: Engine, run_id: str) -> Run:
             .join(EnvironmentRow, EnvironmentRow.id == RunRow.environment_id)
             .where(RunRow.id == pk)
         ).one()
-        cases = _cases(session, pk)
+        cases = _cases(session, pk, row.settings)
+    settings, _ = truth_store.split(spread_store.split(row.settings)[0])  # the truth and spreads are in the cases
     return Run(
         run_id=row.run_id, created_at=row.created_at, suite_id=row.suite_id, suite_version=row.suite_version,
         variant=row.variant, fingerprint=fingerprint, fingerprint_digest=fp_digest, cases=cases,
-        settings=row.settings, label=row.label, tags=tuple(row.tags), note=row.note,
+        settings=settings, label=row.label, tags=tuple(row.tags), note=row.note,
         tool_version=row.tool_version, imported=row.imported,
     )
 
@@ -198,7 +203,7 @@ def _summary_columns(filters: RunFilter) -> Select[Any]:
             MachineRow.machine_key, MachineRow.hostname,
             EnvironmentRow.digest, EnvironmentRow.torch_version, EnvironmentRow.cuda, EnvironmentRow.cudnn,
             EnvironmentRow.driver, EnvironmentRow.gpu_model, EnvironmentRow.cpu_model, EnvironmentRow.cpu_capability,
-            verdict.c.worst,
+            verdict.c.worst, RunRow.id,
         )
         .select_from(RunRow)
         .join(MachineRow, MachineRow.id == RunRow.machine_id)
@@ -214,15 +219,30 @@ def _count_query() -> Select[Any]:
         EnvironmentRow, EnvironmentRow.id == RunRow.environment_id)
 
 
-def _summary(row: Any) -> RunSummary:
+def _with_own_counts(session: Session, rows: Sequence[Any]) -> tuple[RunSummary, ...]:
+    """Summaries of ``rows`` (``_summary_columns``), each with its count of own cases: one grouped query
+    over just these runs' case results."""
+    pks = [row[-1] for row in rows if row.case_count]
+    counts: dict[int, int] = {}
+    for chunk in chunks(pks, 500):
+        counts.update((pk, count) for pk, count in session.execute(
+            select(CaseResultRow.run_pk, func.count())
+            .join(CaseOutcomeRow, CaseOutcomeRow.id == CaseResultRow.outcome_id)
+            .where(CaseResultRow.run_pk.in_(chunk), own_blob.is_own_outcome())
+            .group_by(CaseResultRow.run_pk)
+        ))
+    return tuple(_summary(row, counts.get(row[-1], 0)) for row in rows)
+
+
+def _summary(row: Any, own_case_count: int = 0) -> RunSummary:
     (run_id, created_at, captured_at, uploaded_at, uploader, label, tags, note, suite_id, suite_version, variant,
-     device, imported, case_count, bundle_digest, bundle_size, machine_key, hostname, *env, worst) = row
+     device, imported, case_count, bundle_digest, bundle_size, machine_key, hostname, *env, worst, _) = row
     return RunSummary(
         run_id=run_id, created_at=created_at, captured_at=captured_at, uploaded_at=uploaded_at, uploader=uploader,
         label=label, tags=tuple(tags), note=note, suite_id=suite_id, suite_version=suite_version, variant=variant,
         device_class=device, imported=imported, case_count=case_count, bundle_digest=bundle_digest,
         bundle_size=bundle_size, machine_key=machine_key, hostname=hostname,
-        environment=EnvironmentSummary(*env), verdict=worst,
+        environment=EnvironmentSummary(*env), verdict=worst, own_case_count=own_case_count,
     )
 
 
@@ -260,6 +280,11 @@ def _filtered(query: Select[Any], f: RunFilter) -> Select[Any]:
         conditions.append(RunRow.variant == f.variant)
     if f.imported is not None:
         conditions.append(RunRow.imported.is_(f.imported))
+    if f.own_case:
+        conditions.append(RunRow.id.in_(
+            select(CaseResultRow.run_pk)
+            .join(CaseOutcomeRow, CaseOutcomeRow.id == CaseResultRow.outcome_id)
+            .where(CaseOutcomeRow.case_id == f.own_case, own_blob.is_own_outcome())))
     if f.verdict:
         golden = GoldenRow.__table__.alias("gf")
         verdict = VerdictRow.__table__.alias("vf")
@@ -284,14 +309,18 @@ def _instant(value: datetime | date, *, end: bool) -> datetime:
 def _verdict_value(text: str) -> str:
     from driftboard.core.compare import Verdict
 
-    wanted = " ".join(text.replace("-", " ").replace("_", " ").split()).lower()
+    def words(value: str) -> str:  # "non-finite mismatch", "non_finite-mismatch": the same word either way
+        return " ".join(value.replace("-", " ").replace("_", " ").split()).lower()
+
+    wanted = words(text)
     for verdict in Verdict:
-        if verdict.value == wanted:
+        if words(verdict.value) == wanted:
             return verdict.value
     raise StoreError(f"unknown verdict {text!r}: expected one of {', '.join(v.value for v in Verdict)}")
 
 
-def _cases(session: Session, pk: int) -> tuple[CaseResult, ...]:
+def _cases(session: Session, pk: int, settings: dict[str, Any] | None = None) -> tuple[CaseResult, ...]:
+    """The run's cases in position order, with own records and the float64 truth (kept in ``settings``)."""
     rows = session.execute(
         select(CaseResultRow.repeats, CaseResultRow.repeat_identical, CaseResultRow.seconds, CaseOutcomeRow)
         .join(CaseOutcomeRow, CaseOutcomeRow.id == CaseResultRow.outcome_id)
@@ -307,4 +336,6 @@ def _cases(session: Session, pk: int) -> tuple[CaseResult, ...]:
             weight_digest=o.weight_digest, output=output, layers=layers, time_axis=o.time_axis, repeats=repeats,
             repeat_identical=identical, seconds=seconds, error=o.error,
         ))
-    return own_blob.with_own(session, cases)
+    cases = training_blob.with_training(session, own_blob.with_own(session, cases))
+    cases = truth_store.with_truth(cases, truth_store.split(settings)[1])
+    return spread_store.with_spread(cases, spread_store.split(settings)[1])

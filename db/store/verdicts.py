@@ -37,7 +37,7 @@ def verdict(engine: Engine, run_id: str, *, golden: str = DEFAULT_GOLDEN,
     run_name, golden_name, golden_pk, cached = found
     if cached is not None:
         return _verdict_summary(golden_name, run_name, cached, True)
-    row = _judge(engine, golden_pk, golden_name, pk, run_name, key, DbArrays(engine), {})
+    row = _judge(engine, golden_pk, golden_name, pk, run_name, key, DbArrays(engine), {}, golden)
     _keep_verdicts(engine, [row])
     return _verdict_summary(golden_name, run_name, VerdictRow(**row), False)
 
@@ -61,7 +61,7 @@ def refresh_verdicts(engine: Engine, *, golden: str = DEFAULT_GOLDEN, policy: st
         todo = session.execute(query).all()
     arrays, goldens, batch = DbArrays(engine), {}, []  # one array cache for all: arrays repeat across runs
     for pk, run_name, golden_pk, golden_name in todo:
-        batch.append(_judge(engine, golden_pk, golden_name, pk, run_name, key, arrays, goldens))
+        batch.append(_judge(engine, golden_pk, golden_name, pk, run_name, key, arrays, goldens, golden))
         if len(batch) == _BATCH:
             _keep_verdicts(engine, batch)
             batch = []
@@ -76,21 +76,28 @@ def forget_verdicts_of(session: Session, golden_run_pk: int) -> None:
 
 
 def _judge(engine: Engine, golden_pk: int, golden_name: str, pk: int, run_name: str, key: str,
-           arrays: DbArrays, goldens: dict[int, Run]) -> dict[str, Any]:
-    """The verdict row of one run against one golden run."""
+           arrays: DbArrays, goldens: dict[int, Run], golden: str = DEFAULT_GOLDEN) -> dict[str, Any]:
+    """The verdict row of one run against one golden run (``golden``: the golden's name, for ``fleet``)."""
     from driftboard.core.compare import compare_runs, parse_policy
+    from driftboard.core.run import device_class
+    from driftboard.db.store.fleet import fleet_spread
 
     if golden_pk not in goldens:
         goldens[golden_pk] = load_run(engine, golden_name)
     candidate = load_run(engine, run_name)
     policy = None if key == DEFAULT_POLICY else parse_policy(key)
-    comparison = compare_runs(goldens[golden_pk], arrays, candidate, arrays, policy)
+    base = goldens[golden_pk]
+    fleet = fleet_spread(engine, base.suite_id, base.suite_version, device_class(base), golden=golden,
+                         exclude=(run_name,)) if policy is not None and policy.kind == "fleet" else None
+    comparison = compare_runs(base, arrays, candidate, arrays, policy, fleet=fleet)
     counts = {v.value: n for v, n in comparison.counts().items() if n}
     return {"golden_run_pk": golden_pk, "run_pk": pk, "policy": key,
             "worst": comparison.worst.value, "counts": counts, "computed_at": now()}
 
 
 def _keep_verdicts(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    # A fleet verdict depends on the other accepted runs, not on the two runs alone: never cached.
+    rows = [r for r in rows if not r["policy"].startswith("fleet")]
     if not rows or read_only_reason(engine) is not None:
         return  # a database opened read-only is judged on every read, and still read
     with transaction(engine, write=True) as session:
