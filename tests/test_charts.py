@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -265,13 +264,14 @@ def test_drift_matrix_escapes_labels_and_keeps_duplicate_labels_apart() -> None:
     assert list(fig.data[0].y) == [0, 1]
 
 
-def test_drift_matrix_renders_200_runs_by_20_cases_fast() -> None:
+def test_drift_matrix_of_200_runs_by_20_cases_is_one_grid() -> None:
+    """Its cost stays flat in the cell count (the speed itself is bench_dashboard's): one heatmap, no per-cell
+    annotations or shapes."""
     runs, cases, grid, hover = matrix_inputs(200, 20)
-    start = time.perf_counter()
     fig = charts.drift_matrix(runs, cases, grid, hover, run_ids=runs, case_keys=cases)
-    fig.to_json()
-    assert time.perf_counter() - start < 1.0
-    assert np.asarray(fig.data[0].z).shape == (200, 20)
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == 1 and np.asarray(heatmaps[0].z).shape == (200, 20)
+    assert len(fig.layout.annotations or ()) < 20 and len(fig.layout.shapes or ()) < 20
 
 
 def test_drift_matrix_empty_is_explained() -> None:
