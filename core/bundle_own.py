@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MAX_OUTPUTS = 1024  # tensors in one case's output
 MAX_CALL_TENSORS = 64  # tensors recorded for one module call
 MAX_SAMPLE = 64  # sampled elements of one tensor
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 
@@ -59,10 +59,10 @@ def _record_json(record: TensorRecord) -> dict[str, Any]:
 def stats_json(s: TensorStats) -> dict[str, Any]:
     return {"shape": list(s.shape), "dtype": s.dtype, "sha256": s.sha256, "nonfinite": s.nonfinite,
             "min": s.min, "max": s.max, "mean": s.mean, "l1": s.l1, "l2": s.l2,
-            "sample": [_sample_json(v) for v in s.sample]}
+            "sample": [number_json(v) for v in s.sample]}
 
 
-def _sample_json(value: float) -> float | str:
+def number_json(value: float) -> float | str:
     """JSON has no NaN or infinity: those are written as the strings ``nan``, ``inf``, ``-inf``."""
     if math.isnan(value):
         return "nan"
@@ -290,9 +290,9 @@ def _number(obj: dict[str, Any], key: str, path: str) -> float | None:
 
 def _sample_value(value: Any, path: str) -> float:
     if isinstance(value, str):
-        if value not in _NONFINITE:
+        if value not in NONFINITE:
             raise BundleError(path, f"expected a number, nan, inf or -inf, got {value[:20]!r}")
-        return _NONFINITE[value]
+        return NONFINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BundleError(path, "expected a number, nan, inf or -inf")
     try:

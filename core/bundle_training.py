@@ -10,11 +10,10 @@ through here. Untrusted input: every field is type-checked and bounded.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from driftboard.core.bundle_own import stats_from_json, stats_json
+from driftboard.core.bundle_own import NONFINITE, number_json, stats_from_json, stats_json
 from driftboard.core.errors import BundleError, BundleTooLargeError
 from driftboard.core.run import TRAINING_SERIES, ArrayRef, TrainingTrace
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 MAX_STEPS = 10_000  # capture's --steps bound
 MAX_PARAMETERS = 4_096  # named parameter tensors of one model
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def training_json(trace: TrainingTrace) -> dict[str, Any]:
@@ -32,18 +30,10 @@ def training_json(trace: TrainingTrace) -> dict[str, Any]:
         "optimizer": trace.optimizer,
         "loss_fn": trace.loss_fn,
         "batches": trace.batches,
-        **{name: [_number_json(v) for v in getattr(trace, name)] for name in TRAINING_SERIES},
+        **{name: [number_json(v) for v in getattr(trace, name)] for name in TRAINING_SERIES},
         "param_digests": list(trace.param_digests),
         "parameters": [{"name": name, "stats": stats_json(stats)} for name, stats in trace.parameters],
     }
-
-
-def _number_json(value: float) -> float | str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 def training_from_json(obj: Any, path: str, limits: Limits) -> TrainingTrace:
@@ -97,8 +87,8 @@ def _series(obj: dict[str, Any], name: str, path: str) -> tuple[float, ...]:
         raise BundleTooLargeError(f"{path}.{name}", f"more than {MAX_STEPS:,} steps")
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, str) and v in _NONFINITE:
-            out.append(_NONFINITE[v])
+        if isinstance(v, str) and v in NONFINITE:
+            out.append(NONFINITE[v])
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             try:
                 out.append(float(v))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from runs_factory import bump_ulps, default_suite, make_run
 
-from driftboard.cli import main
 from driftboard.core.bundle import write_bundle
 from driftboard.core.run import MemoryArrays
 
@@ -37,17 +37,6 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["corrupt"] = root / "corrupt.driftboard"
     paths["corrupt"].write_bytes(b"PK\x03\x04 not really a zip")
     return paths
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``driftboard compare ARGS``, as the console script exits."""
-    try:
-        main(["compare", *map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_identical_runs_exit_0(capsys: pytest.CaptureFixture[str], bundles: dict[str, Path]) -> None:

@@ -13,22 +13,21 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from apptest_factory import APP, private_copy, seed_sqlite
 from click.testing import CliRunner
-from db_factory import copy_sqlite, make_bundle
+from db_factory import make_bundle
 from runs_table import shown, tick
 from streamlit.testing.v1 import AppTest
 
-import driftboard.dashboard
 from driftboard.cli import main, serve_cmd
 from driftboard.dashboard import auth, state, ui, uploads
 from driftboard.dashboard.access_file import policy_from_dict
 from driftboard.dashboard.auth import AccessPolicy, Role, hash_token
 from driftboard.dashboard.throttle import AttemptLimiter
 from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store, close_shared_stores
+from driftboard.db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 REPORTS = ROOT / "tests" / "data" / "collect_env"
 GOLDEN = "m0000-r00000-default"
 OTHER = "m0001-r00000-default"
@@ -38,23 +37,14 @@ CONTROLS = ("make_golden", "golden_reason", "delete_run", "delete_confirm")
 
 @pytest.fixture(scope="module")
 def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("access") / "seed.sqlite"
-    with Store(f"sqlite:///{path}") as store:
-        store.ingest(make_bundle(0, 0, label="golden box"))
-        store.ingest(make_bundle(1, 0, label="laptop", drift={"lstm_2layer": 1}))
-        store.set_golden(GOLDEN, set_by="seed")
-    return path
+    bundles = (make_bundle(0, 0, label="golden box"), make_bundle(1, 0, label="laptop", drift={"lstm_2layer": 1}))
+    return seed_sqlite(tmp_path_factory.mktemp("access"), bundles, GOLDEN)
 
 
 @pytest.fixture
 def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
-    url = copy_sqlite(seeded_file, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
     monkeypatch.delenv(auth.ENV_VAR, raising=False)
-    yield url
-    close_shared_stores()  # the Store of this test
-    st.cache_resource.clear()  # its access policy
-    st.cache_data.clear()
+    yield from private_copy(seeded_file, tmp_path, monkeypatch)  # then clears the cached access policy too
 
 
 @pytest.fixture(scope="module")

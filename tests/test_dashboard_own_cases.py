@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from db_factory import copy_sqlite, make_bundle, make_run
+from apptest_factory import open_page, private_copy, seed_sqlite
+from db_factory import make_bundle, make_run
 from own_factory import chain, own_case
 from runs_table import runs_table
 from streamlit.testing.v1 import AppTest
 
-import driftboard.dashboard
 from driftboard.core.bundle import bundle_bytes
 from driftboard.core.compare import VERDICT_STYLES, Verdict
 from driftboard.dashboard import charts
-from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store, close_shared_stores
 
-APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 GOLDEN = "m0000-r00000-default"
 DRIFTING = "m0001-r00000-default"
 SUITE_ONLY = "m0002-r00000-default"
@@ -41,32 +37,13 @@ def with_own(machine: int, bump: float | None = None) -> bytes:
 
 @pytest.fixture(scope="module")
 def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("own_dashboard") / "seed.sqlite"
-    with Store(f"sqlite:///{path}") as store:
-        for data in (with_own(0), with_own(1, bump=1e-3), make_bundle(2, 0)):
-            store.ingest(data, uploader="seed")
-        store.set_golden(GOLDEN, set_by="seed")
-    return path
+    bundles = (with_own(0), with_own(1, bump=1e-3), make_bundle(2, 0))
+    return seed_sqlite(tmp_path_factory.mktemp("own_dashboard"), bundles, GOLDEN)
 
 
 @pytest.fixture
-def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
-    url = copy_sqlite(seeded_file, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
-    yield url
-    import streamlit as st
-
-    close_shared_stores()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def db_url(seeded_file, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    yield from private_copy(seeded_file, tmp_path, monkeypatch)
 
 
 def figure(at: AppTest) -> dict:

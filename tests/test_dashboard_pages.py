@@ -18,20 +18,20 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from db_factory import copy_sqlite, fingerprint, make_bundle
+from apptest_factory import APP, private_copy, seed_sqlite
+from apptest_factory import open_page as _open
+from db_factory import fingerprint, make_bundle
 from runs_table import shown, tick
 from streamlit.testing.v1 import AppTest
 
-import driftboard.dashboard
 from driftboard.core.bundle import read_bundle
 from driftboard.core.errors import BundleError, NotFoundError
 from driftboard.dashboard.uploads import outcome_text, team_commands
 from driftboard.db.push import push_files
 from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store, close_shared_stores
+from driftboard.db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 PAGES = ("status", "runs", "upload", "compare", "matrix", "machines", "write_log")
 
 GOLDEN = "m0000-r00000-default"
@@ -69,36 +69,18 @@ def seed_bundles() -> tuple[bytes, ...]:
 
 @pytest.fixture(scope="module")
 def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("dashboard") / "seed.sqlite"
-    with Store(f"sqlite:///{path}") as store:
-        for data in seed_bundles():
-            store.ingest(data, uploader="seed")
-        store.set_golden(GOLDEN, set_by="seed", reason="reference **box**")
-    return path
+    return seed_sqlite(tmp_path_factory.mktemp("dashboard"), seed_bundles(), GOLDEN, reason="reference **box**")
 
 
 @pytest.fixture
 def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
     """A private copy of the seeded database, named to the dashboard through the environment."""
-    url = copy_sqlite(seeded_file, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
-    yield url
-    import streamlit as st
-
-    close_shared_stores()  # this test's Store
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    yield from private_copy(seeded_file, tmp_path, monkeypatch)
 
 
 def open_page(page: str = "runs", **params: str | list[str]) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    if page != "status" or params:  # the app opens on the team status board
-        at.query_params.update(params)
-        at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    """``page`` (the Runs page by default); the app opens on the team status board."""
+    return _open(None if page == "status" and not params else page, **params)
 
 
 def texts(at: AppTest) -> list[str]:

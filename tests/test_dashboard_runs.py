@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-import streamlit as st
-from db_factory import copy_sqlite, fingerprint, make_bundle
+from apptest_factory import private_copy
+from db_factory import fingerprint, make_bundle
 from runs_table import TABLE, runs_table, shown, tick
 from streamlit.testing.v1 import AppTest
 from test_dashboard_pages import (
@@ -38,7 +38,7 @@ from driftboard.dashboard.auth import hash_token
 from driftboard.dashboard.fingerprint_groups import GROUPS, fingerprint_groups
 from driftboard.dashboard.format import plural
 from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store, close_shared_stores
+from driftboard.db.store import Store
 
 CUDNN_NODE = "m0006-r00000-default"
 RERUN = "m0000-r00001-default"
@@ -65,13 +65,8 @@ def seeded_file(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
-    url = copy_sqlite(seeded_file, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
     monkeypatch.delenv(auth.ENV_VAR, raising=False)
-    yield url
-    close_shared_stores()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    yield from private_copy(seeded_file, tmp_path, monkeypatch)
 
 
 def keys(at: AppTest) -> set[str]:

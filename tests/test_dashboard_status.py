@@ -19,12 +19,12 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from apptest_factory import open_page, private_copy, seed_sqlite
 from click.testing import CliRunner
-from db_factory import BASE_TIME, copy_sqlite, make_bundle
+from db_factory import BASE_TIME, make_bundle
 from runs_table import shown
 from streamlit.testing.v1 import AppTest
 
-import driftboard.dashboard
 from driftboard.cli import cli
 from driftboard.core.audit import TimelineEvent, TimelinePoint, capture_groups
 from driftboard.core.compare import Verdict, parse_policy
@@ -37,7 +37,6 @@ from driftboard.db.session import ENV_VAR
 from driftboard.db.status import team_status
 from driftboard.db.store import Store, close_shared_stores
 
-APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 GOLDEN = "m0000-r00000-default"
 RERUN = "m0000-r00001-default"
 LAPTOP, UPGRADED = "m0001-r00000-default", "m0001-r00001-default"
@@ -65,35 +64,12 @@ def seed_bundles() -> tuple[bytes, ...]:
 
 @pytest.fixture(scope="module")
 def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("status") / "seed.sqlite"
-    with Store(f"sqlite:///{path}") as store:
-        for data in seed_bundles():
-            store.ingest(data, uploader="seed")
-        store.set_golden(GOLDEN, set_by="seed")
-    return path
+    return seed_sqlite(tmp_path_factory.mktemp("status"), seed_bundles(), GOLDEN)
 
 
 @pytest.fixture
 def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
-    url = copy_sqlite(seeded_file, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
-    yield url
-    import streamlit as st
-
-    close_shared_stores()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-def open_page(page: str | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    if page:
-        at.query_params.update(params)
-        at.switch_page(f"app_pages/{page}.py").run()
-        assert not at.exception, [e.value for e in at.exception]
-    return at
+    yield from private_copy(seeded_file, tmp_path, monkeypatch)
 
 
 def board(url: str, **options) -> TeamStatus:

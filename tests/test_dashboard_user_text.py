@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from db_factory import copy_sqlite, fingerprint, machine_key, make_bundle
+from apptest_factory import private_copy
+from db_factory import fingerprint, machine_key, make_bundle
 from streamlit.testing.v1 import AppTest
 
 import driftboard.dashboard
 from driftboard.core.text import spreadsheet_safe
 from driftboard.dashboard import tables
-from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store, close_shared_stores
+from driftboard.db.store import Store
 
 APP = Path(driftboard.dashboard.__file__).with_name("app.py")
 GOLDEN = "m0000-r00000-default"
@@ -40,14 +40,7 @@ def seeded(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def db_url(seeded, tmp_path, monkeypatch) -> Iterator[str]:
-    url = copy_sqlite(seeded, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
-    yield url
-    import streamlit as st
-
-    close_shared_stores()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    yield from private_copy(seeded, tmp_path, monkeypatch)
 
 
 def _page(page: str, **params: str) -> AppTest:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from db_factory import make_bundle
 from db_factory import make_run as stored_run
 from runs_factory import bump_ulps, default_suite, make_run
 
-from driftboard.cli import main
 from driftboard.core.bundle import bundle_bytes, read_bundle, write_bundle
 from driftboard.core.compare import Verdict, compare_runs, parse_policy
 from driftboard.core.compare.learned import repeat_spread
@@ -21,16 +21,6 @@ from driftboard.core.run import MemoryArrays, RepeatSpread
 from driftboard.db.store import Store
 
 KEY = ("linear_10_5", "cpu", "float32")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        main(["compare", *map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- policy text

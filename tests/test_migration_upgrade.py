@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cli_runner import run_driftboard as _cli
 from db_factory import make_run
 from sqlalchemy import MetaData, inspect, select, text
 from test_faults import integrity_problems
 
-from driftboard.cli import main
 from driftboard.core.bundle import bundle_bytes, read_bundle
 from driftboard.core.errors import SchemaOutOfDateError
 from driftboard.db import migrate
@@ -97,16 +97,6 @@ def read_back(url: str) -> dict[str, Any]:
         return {"runs": runs, "digests": digests, "goldens": store.goldens(), "stats": store.stats(),
                 "verdicts": {k: (v.worst, v.counts, v.cached) if v else None for k, v in verdicts.items()},
                 "machines": store.machines()}
-
-
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_upgrading_a_database_with_runs_keeps_every_row(old_db, capsys, monkeypatch):

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import run_driftboard as cli
 from db_factory import write_bundle_file
 from team_server_stub import team_server_stub
 
-from driftboard.cli import main
 from driftboard.core.errors import DriftboardError
 from driftboard.db.remote import TOKEN_ENV, Retry, ServerError, TeamServer, read_token
 from driftboard.db.store import Store
@@ -54,16 +54,6 @@ def client(url: str, token: str | None = TOKEN, **retry: Any) -> tuple[TeamServe
 def run_ids(db: str) -> list[str]:
     with Store(db) as store:
         return [run.run_id for run in store.runs().runs]
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- pushing, retries

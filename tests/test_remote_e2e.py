@@ -9,15 +9,14 @@ and its address; a wrong token is one line and stores nothing.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_server import serving
 from db_factory import write_bundle_file
-from serving import free_port, wait_healthy
 
 from driftboard.core.processes import driftboard_command
 from driftboard.dashboard.auth import hash_token
@@ -33,23 +32,8 @@ def served(tmp_path) -> Iterator[tuple[str, str]]:
     access = tmp_path / "team-auth.toml"
     access.write_text(f'[tokens.ci-gpu-1]\nrole = "uploader"\nhash = "{hash_token(CI_TOKEN)}"\n')
     db = f"sqlite:///{tmp_path / 'team.sqlite'}"
-    port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTBOARD_")}
-    with log.open("w") as out:
-        proc = subprocess.Popen([*driftboard_command(), "serve", "--db", db, "--port", str(port), "--auth",
-                                 str(access)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
-        yield f"http://127.0.0.1:{port}", db
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+    with serving(db, tmp_path, access_file=access) as server:
+        yield f"http://127.0.0.1:{server.port}", db
 
 
 def driftboard(*argv: str, token: str | None = CI_TOKEN, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -7,11 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 from db_factory import make_bundle
 from db_factory import make_run as stored_run
 from runs_factory import bump_ulps, default_suite, make_run
 
-from driftboard.cli import main
 from driftboard.core.bundle import write_bundle
 from driftboard.core.compare import compare_runs
 from driftboard.core.compare.tiers import Side, Tiers, case_tiers, parse_fail_on
@@ -20,16 +20,6 @@ from driftboard.core.run import MemoryArrays
 from driftboard.db.store import Store
 
 KEY = ("linear_10_5", "cpu", "float32")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        main(["compare", *map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def linear_moved(case_id: str, dtype: str, stored):  # noqa: ANN001, ANN201  (runs_factory's change hook)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_factory import first_divergent_step as _first_step
 from training_factory import training_case
 
 from driftboard.core.bundle import bundle_bytes, read_bundle
@@ -27,16 +28,6 @@ from driftboard.core.seeding import missing, summary
 from driftboard.db.store import Store
 
 V1_BUNDLE = Path(__file__).parent / "data" / "suite_v1_run.driftboard"  # captured by driftboard before suite v2
-
-
-def _first_step(a, b) -> int | None:  # noqa: ANN001
-    """The first step (1-based) whose loss, gradient norm or parameter digest differs: recomputed from the traces."""
-    for i in range(min(a.steps, b.steps)):
-        if (np.float64(a.loss[i]).tobytes() != np.float64(b.loss[i]).tobytes()
-                or np.float64(a.grad_norm[i]).tobytes() != np.float64(b.grad_norm[i]).tobytes()
-                or a.param_digests[i] != b.param_digests[i]):
-            return i + 1
-    return None
 
 
 # ---------------------------------------------------------------- the step comparison

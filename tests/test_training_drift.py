@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_factory import first_divergent_step as _first_divergent_step
 
 from driftboard.core.bundle import Bundle, read_bundle
 from driftboard.core.compare import compare_runs
@@ -56,15 +57,6 @@ def _scaled_ulps(a: np.ndarray, b: np.ndarray) -> float:
     """Largest difference in ULPs of the output's own scale (float32 spacing at its largest magnitude)."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     return float(np.max(np.abs(a - b)) / (EPS32 * np.max(np.abs(a))))
-
-
-def _first_divergent_step(a, b) -> int | None:  # noqa: ANN001
-    for i in range(min(a.steps, b.steps)):
-        if (np.float64(a.loss[i]).tobytes() != np.float64(b.loss[i]).tobytes()
-                or np.float64(a.grad_norm[i]).tobytes() != np.float64(b.grad_norm[i]).tobytes()
-                or a.param_digests[i] != b.param_digests[i]):
-            return i + 1
-    return None
 
 
 def test_onednn_off_forward_moves_a_few_ulps_training_losses_move_more(runs) -> None:  # noqa: ANN001

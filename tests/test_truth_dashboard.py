@@ -8,22 +8,20 @@ cases further from the truth.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from db_factory import copy_sqlite, make_run
-from streamlit.testing.v1 import AppTest
-from test_dashboard_pages import APP, frame_with, said
+from apptest_factory import open_page, private_copy, seed_sqlite
+from db_factory import make_run
+from test_dashboard_pages import frame_with, said
 
 from driftboard.core.audit import audit_json
 from driftboard.core.bundle import bundle_bytes
 from driftboard.core.run import TruthError
 from driftboard.dashboard.html_report import machine_report_html
 from driftboard.db.audit import audit_machine
-from driftboard.db.session import ENV_VAR
-from driftboard.db.store import Store, close_shared_stores
+from driftboard.db.store import Store
 
 GOLDEN, LAPTOP, UPGRADED = "m0000-r00000-default", "m0001-r00000-default", "m0001-r00001-default"
 MOVED = ("linear_1024", "lstm_2layer", "mlp_kaiming")
@@ -38,34 +36,14 @@ def seeded(machine: int, seq: int, further: tuple[str, ...] = (), **options) -> 
 
 @pytest.fixture(scope="module")
 def seeded_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("truth_dashboard") / "seed.sqlite"
-    with Store(f"sqlite:///{path}") as store:
-        for data in (seeded(0, 0), seeded(1, 0, drift={"lstm_2layer": 2}),
-                     seeded(1, 1, MOVED, torch_version="2.6.0", drift={"lstm_2layer": 3})):
-            store.ingest(data, uploader="seed")
-        store.set_golden(GOLDEN, set_by="seed", reason="reference")
-    return path
+    bundles = (seeded(0, 0), seeded(1, 0, drift={"lstm_2layer": 2}),
+               seeded(1, 1, MOVED, torch_version="2.6.0", drift={"lstm_2layer": 3}))
+    return seed_sqlite(tmp_path_factory.mktemp("truth_dashboard"), bundles, GOLDEN, reason="reference")
 
 
 @pytest.fixture
-def db_url(seeded_file, tmp_path, monkeypatch) -> Iterator[str]:
-    url = copy_sqlite(seeded_file, tmp_path)
-    monkeypatch.setenv(ENV_VAR, url)
-    yield url
-    import streamlit as st
-
-    close_shared_stores()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-def open_page(page: str, **params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=90)
-    at.run()
-    at.query_params.update(params)
-    at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def db_url(seeded_file, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    yield from private_copy(seeded_file, tmp_path, monkeypatch)
 
 
 def test_compare_page_shows_both_machines_error_against_the_truth(db_url: str) -> None:

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_runner import run_driftboard as cli
 from db_factory import make_bundle, write_bundle_file
 from pg_cluster import Cluster, migrate_and_grant, refused, scratch_cluster, sql_as
 
-from driftboard.cli import main
 from driftboard.core import documents
 from driftboard.core.errors import StoreError
 from driftboard.db import migrate
@@ -34,16 +34,6 @@ def entries(url: str) -> list[tuple[str, str, str, str | None, str | None]]:
     """(action, actor, channel, address, run id) of every entry, oldest first."""
     with Store(url) as store:
         return [(e.action, e.actor, e.channel, e.address, e.run_id) for e in reversed(store.write_log(limit=1000))]
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- each write, logged with it
@@ -272,36 +262,22 @@ def test_upgrading_a_granted_deployment_gives_the_new_table_the_grants_of_runs(p
 
 @pytest.fixture
 def dashboard_db(tmp_path, monkeypatch) -> Iterator[str]:
-    import streamlit as st
+    from apptest_factory import private_copy  # streamlit only for the page's tests
 
     from driftboard.dashboard import auth
-    from driftboard.db.session import ENV_VAR
-    from driftboard.db.store import close_shared_stores
 
     seed = tmp_path / "seed.sqlite"
     with Store(f"sqlite:///{seed}") as store:
         store.ingest(make_bundle(1, 0), uploader="alice", channel="api", address="198.51.100.7")
         store.set_golden(GOLDEN, set_by="dashboard (carol)", channel="page", address="10.9.9.9")
-    url = f"sqlite:///{seed}"
-    monkeypatch.setenv(ENV_VAR, url)
     monkeypatch.delenv(auth.ENV_VAR, raising=False)
-    yield url
-    close_shared_stores()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    yield from private_copy(seed, tmp_path, monkeypatch)
 
 
 def _log_page():
-    from streamlit.testing.v1 import AppTest
+    from apptest_factory import open_page
 
-    import driftboard.dashboard
-
-    app = Path(driftboard.dashboard.__file__).with_name("app.py")
-    at = AppTest.from_file(str(app), default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/write_log.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("write_log")
 
 
 def test_the_write_log_page_lists_the_writes_with_addresses_for_admins(dashboard_db):

@@ -56,3 +56,14 @@ def training_case(arrays: MemoryArrays, case_id: str = "train_toy", dtype: str =
 
 def _l1(values: np.ndarray) -> float:
     return math.fsum(np.abs(values.astype(np.float64)).tolist())
+
+
+def first_divergent_step(a: TrainingTrace, b: TrainingTrace) -> int | None:
+    """The first step (1-based) whose loss, gradient norm or parameter digest differs, or None: recomputed bit for
+    bit from the traces, the tests' own answer to check ``core.compare.training`` against."""
+    for i in range(min(a.steps, b.steps)):
+        if (np.float64(a.loss[i]).tobytes() != np.float64(b.loss[i]).tobytes()
+                or np.float64(a.grad_norm[i]).tobytes() != np.float64(b.grad_norm[i]).tobytes()
+                or a.param_digests[i] != b.param_digests[i]):
+            return i + 1
+    return None

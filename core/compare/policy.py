@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,20 +146,8 @@ def parse_policy(text: str) -> Policy:
 
 
 def _parse_close(text: str, spec: str) -> Policy:
-    values: dict[str, float] = {}
-    for part in spec.split(","):
-        name, sep, raw = (s.strip() for s in part.partition("="))
-        if not sep or name not in ("rtol", "atol"):
-            raise _bad(text, f"unknown setting {part.strip()!r} (only rtol and atol)")
-        if name in values:
-            raise _bad(text, f"{name} given twice")
-        try:
-            value = float(raw)
-        except ValueError:
-            raise _bad(text, f"{name} must be a number, got {raw!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise _bad(text, f"{name} must be a finite non-negative number, got {raw!r}")
-        values[name] = value
+    values = {name: _number(text, name, raw, 0, "a finite non-negative number")
+              for name, raw in _settings(text, spec.split(","), ("rtol", "atol")).items()}
     missing = {"rtol", "atol"} - values.keys()
     if missing:
         raise _bad(text, f"rtol and atol must be given together (missing {missing.pop()})")
@@ -168,27 +157,39 @@ def _parse_close(text: str, spec: str) -> Policy:
 def _parse_learned(text: str, kind: str, settings: str) -> Policy:
     """``repeats[:factor=F]``, ``fleet[:factor=F,runs=N]``: a factor of at least 1, at least 1 run."""
     allowed = ("factor", "runs") if kind == "fleet" else ("factor",)
+    values = _settings(text, filter(None, settings.split(",")), allowed, f" for {kind}")
     factor, runs = DEFAULT_FACTOR, DEFAULT_MIN_RUNS
-    seen: set[str] = set()
-    for part in filter(None, (p.strip() for p in settings.split(","))):
+    if "runs" in values:
+        if not values["runs"].isdigit() or int(values["runs"]) < 1:
+            raise _bad(text, f"runs must be a positive integer, got {values['runs']!r}")
+        runs = int(values["runs"])
+    if "factor" in values:
+        factor = _number(text, "factor", values["factor"], 1, "a finite number of at least 1")
+    return Policy(kind, factor=factor, min_runs=runs)  # type: ignore[arg-type]
+
+
+def _settings(text: str, parts: Iterable[str], allowed: tuple[str, ...], where: str = "") -> dict[str, str]:
+    """The ``name=value`` settings of a policy: each name one of ``allowed``, given once."""
+    values: dict[str, str] = {}
+    for part in parts:
         name, sep, raw = (s.strip() for s in part.partition("="))
         if not sep or name not in allowed:
-            raise _bad(text, f"unknown setting {part!r} for {kind} (only {' and '.join(allowed)})")
-        if name in seen:
+            raise _bad(text, f"unknown setting {part.strip()!r}{where} (only {' and '.join(allowed)})")
+        if name in values:
             raise _bad(text, f"{name} given twice")
-        seen.add(name)
-        if name == "runs":
-            if not raw.isdigit() or int(raw) < 1:
-                raise _bad(text, f"runs must be a positive integer, got {raw!r}")
-            runs = int(raw)
-            continue
-        try:
-            factor = float(raw)
-        except ValueError:
-            raise _bad(text, f"factor must be a number, got {raw!r}") from None
-        if not math.isfinite(factor) or factor < 1:
-            raise _bad(text, f"factor must be a finite number of at least 1, got {raw!r}")
-    return Policy(kind, factor=factor, min_runs=runs)  # type: ignore[arg-type]
+        values[name] = raw
+    return values
+
+
+def _number(text: str, name: str, raw: str, least: float, must_be: str) -> float:
+    """A setting's finite number of at least ``least``."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _bad(text, f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < least:
+        raise _bad(text, f"{name} must be {must_be}, got {raw!r}")
+    return value
 
 
 def _bad(text: str, problem: str) -> PolicyError:

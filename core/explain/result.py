@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from driftboard.core.documents import document
-from driftboard.core.explain.knobs import KNOB_TITLES, Setting
+from driftboard.core.explain.knobs import KNOB_TITLES, Setting, Trial
 
 CaseKey = tuple[str, str, str]
 Match = Literal["bitwise", "within", "differs", "missing"]
@@ -51,21 +51,13 @@ class CaseMatch:
 
 
 @dataclass(frozen=True)
-class TrialResult:
-    variant: str
-    settings: tuple[Setting, ...]
+class TrialResult(Trial):
+    """A trial (its label and knobs are the trial's) and what its child process found."""
+
     status: TrialStatus
     seconds: float = 0.0
     cases: tuple[CaseMatch, ...] = ()
     error: str | None = None
-
-    @property
-    def label(self) -> str:
-        return " and ".join(f"`{s.code}`" for s in self.settings) or "its own recorded settings"
-
-    @property
-    def knobs(self) -> tuple[str, ...]:
-        return tuple(s.knob for s in self.settings)
 
     def count(self, *matches: str) -> int:
         return sum(c.match in matches for c in self.cases)

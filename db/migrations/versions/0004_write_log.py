@@ -27,6 +27,7 @@ working after ``driftboard db upgrade`` without running the grants again.
 from __future__ import annotations
 
 import importlib.util
+import runpy
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -74,29 +75,8 @@ def _create_function(body: str) -> None:
 
 
 # Roles that may read runs may read the log; roles that may insert runs may append to it (nothing more).
-COPY_GRANTS = """
-DO $driftboard$
-DECLARE
-    grantee_name text;
-BEGIN
-    FOR grantee_name IN
-        SELECT DISTINCT quote_ident(r.rolname) FROM pg_class c
-        CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
-        WHERE c.oid = 'runs'::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE 'GRANT SELECT ON write_log TO ' || grantee_name;
-    END LOOP;
-    FOR grantee_name IN
-        SELECT DISTINCT quote_ident(r.rolname) FROM pg_class c
-        CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
-        WHERE c.oid = 'runs'::regclass AND a.privilege_type = 'INSERT' AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE 'GRANT INSERT ON write_log TO ' || grantee_name;
-        EXECUTE 'GRANT USAGE ON SEQUENCE write_log_id_seq TO ' || grantee_name;
-    END LOOP;
-END
-$driftboard$
-"""
+COPY_GRANTS = runpy.run_path(str(Path(__file__).parents[1] / "grants.py"))["copy_grants"](
+    "write_log", writers="INSERT", write="INSERT")
 
 
 def upgrade() -> None:

@@ -15,6 +15,9 @@ delete runs (the server, the owner) may write them, as with the verdict cache.
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,29 +26,9 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-COPY_GRANTS = """
-DO $driftboard$
-DECLARE
-    grantee_name text;
-BEGIN
-    FOR grantee_name IN
-        SELECT DISTINCT quote_ident(r.rolname) FROM pg_class c
-        CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
-        WHERE c.oid = 'runs'::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE 'GRANT SELECT ON explanations TO ' || grantee_name;
-    END LOOP;
-    FOR grantee_name IN
-        SELECT DISTINCT quote_ident(r.rolname) FROM pg_class c
-        CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
-        WHERE c.oid = 'runs'::regclass AND a.privilege_type = 'DELETE' AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE 'GRANT INSERT, DELETE ON explanations TO ' || grantee_name;
-        EXECUTE 'GRANT USAGE ON SEQUENCE explanations_id_seq TO ' || grantee_name;
-    END LOOP;
-END
-$driftboard$
-"""
+# Roles that may read runs may read explanations; roles that may delete runs may write them.
+COPY_GRANTS = runpy.run_path(str(Path(__file__).parents[1] / "grants.py"))["copy_grants"](
+    "explanations", writers="DELETE", write="INSERT, DELETE")
 
 
 def upgrade() -> None:
