@@ -101,9 +101,9 @@ def exposure_warnings(host: str, port: int, policy: AccessPolicy, secrets_dirs: 
             f"port {port} can read, upload and delete runs and mark goldens. Give it an access configuration with "
             "--auth FILE (mode tokens or oidc; see `driftboard auth hash-token --help` and docs/DEPLOY.md), or "
             "serve on 127.0.0.1 behind a proxy that authenticates.")
-    elif open_writes(policy) and not is_loopback(host):
+    elif (writes := open_writes(policy)) and not is_loopback(host):
         warnings.append(f"--host {host}: the access configuration lets anyone who can reach port {port} "
-                        f"{_write_words(open_writes(policy))} without a token or login")
+                        f"{_write_words(writes)} without a token or login")
     if policy.mode == "oidc":
         dirs = secrets_dirs if secrets_dirs is not None else (Path.cwd() / ".streamlit", Path.home() / ".streamlit")
         if not any(_has_auth_section(d / "secrets.toml") for d in dirs):
@@ -132,8 +132,9 @@ def open_writes_refusal(host: str, policy: AccessPolicy, allowed: bool = False) 
 
 
 def _write_words(actions: tuple[str, ...]) -> str:
-    words = {"upload": "push runs", "golden": "mark goldens", "delete": "delete runs"}
-    named = [words[action] for action in actions]
+    from driftboard.dashboard.auth import ACTION_WORDS
+
+    named = [ACTION_WORDS[action] for action in actions]
     return ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
 
 

@@ -88,18 +88,18 @@ def own_lines(run: Run) -> list[str]:
     own = [c for c in run.cases if c.own is not None]
     if not own:
         return []
-    mode = own[0].own.layers if own[0].own else "statistics"
-    calls = sum(len(c.own.modules) for c in own if c.own)
+    mode = own[0].own.layers
+    calls = sum(len(c.own.modules) for c in own)
     lines = [f"{len(own)} own case(s) ({', '.join(dict.fromkeys(c.case_id for c in own))}); {calls:,} module calls "
              f"recorded ({mode})"]
     layers = run.settings.get("layers") if isinstance(run.settings.get("layers"), dict) else {}
     if mode == "full" and layers.get("cap_hit"):
-        kept = [f"{c.case_id}: {m.label}" for c in own if c.own for m in c.own.modules
+        kept = [f"{c.case_id}: {m.label}" for c in own for m in c.own.modules
                 if any(t.array is None for t in m.tensors)]
         shown = "; ".join(kept[:5]) + (f"; … {len(kept) - 5} more" if len(kept) > 5 else "")
         lines.append(f"--layers full reached its cap of {fmt_bytes(int(layers.get('cap_bytes', 0)))} of whole tensors: "
                      f"{len(kept)} module call(s) kept as statistics ({shown})")
-    dropped = sum(c.own.modules_dropped for c in own if c.own)
+    dropped = sum(c.own.modules_dropped for c in own)
     if dropped:
         lines.append(f"{dropped:,} module calls past the recording budget were not recorded")
     return lines

@@ -35,6 +35,12 @@ def json_text_is_inert(text: str) -> bool:
     return not _UNSAFE.search(text)
 
 
+def one_line(text: str, limit: int = 160) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), @SUM(...)).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

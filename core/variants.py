@@ -79,9 +79,3 @@ def _atom(text: str) -> Atom | None:
 def capability_of(variant: str) -> str | None:
     """The ``ATEN_CPU_CAPABILITY`` a variant needs set before torch starts, if any."""
     return next((str(a.value) for a in parse_variant(variant) if a.knob == "cpu_capability"), None)
-
-
-def join_variant(atoms: list[str]) -> str:
-    """Atoms joined into one variant name; no atom is ``default``."""
-    kept = [a for a in atoms if a != "default"]
-    return "+".join(kept) or "default"

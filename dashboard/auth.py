@@ -116,6 +116,8 @@ class AccessPolicy:
 DEFAULT_NEEDS = {"view": Role.ANONYMOUS, "upload": Role.UPLOADER, "golden": Role.ADMIN, "delete": Role.ADMIN}
 OPEN = AccessPolicy()
 WRITES = ("upload", "golden", "delete")
+# What each action lets a caller do, in the words of the API's refusals and of `serve`'s open-writes warning.
+ACTION_WORDS = {"view": "view runs", "upload": "push runs", "golden": "mark goldens", "delete": "delete runs"}
 
 
 def open_writes(policy: AccessPolicy) -> tuple[str, ...]:

@@ -855,8 +855,9 @@ def _magnitude_heat(grid: Sequence[Sequence[float | None]], n_runs: int, n_cases
     return heat
 
 
-def _pow10(d: int) -> str:
-    return f"{10 ** d:,}" if d < 4 else f"1e{d}"
+def _pow10(d: int, written_below: int = 4) -> str:
+    """A tick label for 10**d: written out (``1,000``) below ``written_below`` decades, else ``1e4``."""
+    return f"{10 ** d:,}" if d < written_below else f"1e{d}"
 
 
 def _machine_rows(groups: list[str], run_text: list[str], stride: int, n_cases: int
@@ -997,15 +998,11 @@ def machine_timeline(
     if log:
         decades = range(0, max(1, math.ceil(math.log10(max(top, 1)))) + 1)
         yaxis = {"type": "log", "tickmode": "array", "tickvals": [ZERO_ULP_AT, *(10 ** d for d in decades)],
-                 "ticktext": ["0 (identical)", *(_decade(d) for d in decades)],
+                 "ticktext": ["0 (identical)", *(_pow10(d, 5) for d in decades)],
                  "range": [math.log10(ZERO_ULP_AT) - 0.15, math.log10(marker_y) + 0.1]}
     return _styled(fig, title, "captured (UTC)", _METRIC_TITLES[y] + (" (log scale)" if log else ""), subtitle,
                    height=440, shapes=shapes, annotations=notes,
                    margin={"l": 90, "r": 30, "t": 80 + 22 * min(len(notes), 3), "b": 100}, yaxis=yaxis)
-
-
-def _decade(d: int) -> str:
-    return f"{10 ** d:,}" if d < 5 else f"1e{d}"
 
 
 def _event_marks(events: Sequence[TimelineEvent], ordered: Sequence[TimelinePoint]

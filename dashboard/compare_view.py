@@ -15,6 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from driftboard.core.compare import RunComparison, RunInfo
+from driftboard.core.errors import DriftboardError
+from driftboard.core.explain.result import command_line
 from driftboard.core.run import CaseResult, Run
 from driftboard.dashboard import charts, details, module_view, tables, ui
 from driftboard.dashboard.decode_budget import DecodeBudget
@@ -75,9 +77,6 @@ def show_comparison(store: Store, result: RunComparison, index: int, budget: Dec
 
 def _explanation(store: Store, result: RunComparison, index: int) -> None:
     """What ``driftboard explain`` found for this pair, if it ran: the likely causes it confirms or refutes."""
-    from driftboard.core.errors import DriftboardError
-    from driftboard.core.explain.result import command_line
-
     if not any(c.verdict.changed for c in result.cases):
         return
     st.markdown("**Explained by re-running**", help=EXPLAIN_HELP)

@@ -22,7 +22,7 @@ from driftboard.db.store import Golden, RunFilter, RunSummary, Store
 
 def run_name(run: RunSummary) -> str:
     """One line naming a run for a select box: host, label, time, variant and id (plain text)."""
-    parts = [run.hostname or run.machine_key[:12]]
+    parts = [machine_name(run)]
     if run.label:
         parts.append(run.label)
     parts.append(fmt_time(run.captured_at))

@@ -8,7 +8,7 @@ text, never as HTML or Markdown.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from typing import Any
 from urllib.parse import urlencode
 
@@ -87,9 +87,9 @@ def with_run_links(frame: pd.DataFrame, columns: Sequence[str] = (RUN_ID,)) -> p
     return out
 
 
-def run_verdict(run: RunSummary, golden_ids: Iterable[str] = ()) -> str:
-    """The word a list of runs shows for a run against its golden."""
-    if run.run_id in set(golden_ids):
+def run_verdict(run: RunSummary, golden_ids: Set[str] = frozenset()) -> str:
+    """The word a list of runs shows for a run against its golden (``golden_ids``: a set, built once per table)."""
+    if run.run_id in golden_ids:
         return "★ golden"
     if run.imported or not run.case_count:
         return "environment only"

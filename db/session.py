@@ -122,10 +122,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             _ensure_parent(parsed)
             path = _sqlite_path(parsed)
+            read_only = None
             if path is not None:
                 sqlite_file.refuse_uncreatable(path, redacted(parsed))
-            read_only = sqlite_file.read_only_reason(path) if path is not None else None
-            if path is not None:
+                read_only = sqlite_file.read_only_reason(path)
                 sqlite_file.refuse_damaged(path, redacted(parsed), read_only=read_only is not None,
                                            check_timeout=busy_timeout())
             connect_args = {"timeout": busy_timeout(), **kwargs.pop("connect_args", {})}

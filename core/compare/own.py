@@ -35,6 +35,7 @@ from driftboard.core.compare.tolerance import (
 )
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.run import ArraySource, CaseResult, ModuleCall, OwnResult, TensorRecord, TensorStats, module_label, to_float64
+from driftboard.core.text import one_line
 
 RNG_NOTE = ("the factory draws its {what} from torch's random stream ({how}), which is not stable across CPU "
             "capabilities or torch releases: load a checkpoint or fill them from a fixed generator to compare compute")
@@ -147,7 +148,7 @@ def judge_own(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arr
     base = {"modules": modules, "case_tolerance": declared, "remarks": remarks}
     for side, case in (("baseline", old), ("candidate", new)):
         if case.error is not None:
-            return OwnJudgement(Verdict.ERROR, f"failed on the {side}: {_one_line(case.error)}", **base)
+            return OwnJudgement(Verdict.ERROR, f"failed on the {side}: {one_line(case.error)}", **base)
     if old.own.autocast != new.own.autocast:
         return OwnJudgement(Verdict.INPUTS_DIFFER, f"autocast differs ({old.own.autocast or 'none'} → "
                             f"{new.own.autocast or 'none'}): the case runs differently, compute not judged",
@@ -353,8 +354,3 @@ def _mode_remarks(old: OwnResult, new: OwnResult) -> tuple[str, ...]:
         if own.modules_dropped:
             out.append(f"{own.modules_dropped:,} module calls past the recording budget not recorded on the {side}")
     return tuple(out)
-
-
-def _one_line(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -27,6 +27,7 @@ from driftboard.core.compare.training import TrainingComparison, judge_training
 from driftboard.core.compare.truth import TruthComparison, TruthRatio, TruthSummary, default_ratio, judge_truth, summarize
 from driftboard.core.compare.verdict import Verdict
 from driftboard.core.run import ArraySource, CaseResult, Run
+from driftboard.core.text import one_line
 
 CaseKey = tuple[str, str, str]  # (case id, device, dtype)
 
@@ -444,7 +445,7 @@ def _judge(
 ) -> tuple[Verdict, str, Metrics | None]:
     for side, case in (("baseline", old), ("candidate", new)):
         if case.error is not None or case.output is None:
-            return Verdict.ERROR, f"failed on the {side}: {_one_line(case.error or 'no output')}", None
+            return Verdict.ERROR, f"failed on the {side}: {one_line(case.error or 'no output')}", None
     inputs = [
         name for name, a, b in (("input", old.input_digest, new.input_digest), ("weight", old.weight_digest, new.weight_digest)) if a != b
     ]
@@ -489,11 +490,6 @@ def describe(m: Metrics) -> str:
 
 def _index(index: tuple[int, ...] | None) -> str:
     return "-" if index is None else "(" + ", ".join(str(i) for i in index) + ")"
-
-
-def _one_line(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _layers(old: CaseResult, old_arrays: ArraySource, new: CaseResult, new_arrays: ArraySource) -> tuple[LayerDivergence, ...]:

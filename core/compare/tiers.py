@@ -16,7 +16,6 @@ that a tier broke wins; a tier nothing speaks to is unknown, never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +145,3 @@ def parse_fail_on(text: str) -> tuple[str, ...]:
     if "never" in gates and len(gates) > 1:
         raise PolicyError(f"invalid --fail-on {str(text)[:60]!r}: never cannot be combined with other gates")
     return gates
-
-
-def tier_evidence_of(stored: Mapping[CaseKey, TierEvidence] | None, key: CaseKey) -> TierEvidence | None:
-    return None if stored is None else stored.get(key)

@@ -143,10 +143,6 @@ class Explanation:
     created_at: str = ""
     best: TrialResult | None = field(default=None, compare=False)
 
-    @property
-    def other_side(self) -> str:
-        return "candidate" if self.this_side == "baseline" else "baseline"
-
     def to_json(self) -> dict[str, Any]:
         return document(FORMAT, {
             "baseline": self.baseline,

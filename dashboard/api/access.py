@@ -42,11 +42,10 @@ from starlette.requests import Request
 
 from driftboard.dashboard import access_file, auth, throttle
 from driftboard.dashboard.api.responses import ApiError
-from driftboard.dashboard.auth import AccessPolicy, Member, Role
+from driftboard.dashboard.auth import ACTION_WORDS, AccessPolicy, Member, Role
 
 log = logging.getLogger(__name__)
 
-ACTION_WORDS = {"view": "view runs", "upload": "push runs", "golden": "mark goldens", "delete": "delete runs"}
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="driftboard"'}
 MAX_TOKEN_CHARS = 512
 

@@ -34,9 +34,7 @@ BUNDLE_TYPE = "application/octet-stream"
 
 
 def store() -> Store:
-    from driftboard.db.session import database_url
-
-    return shared_store(database_url(None))
+    return shared_store()  # $DRIFTBOARD_DATABASE_URL, resolved by shared_store
 
 
 # ---------------------------------------------------------------- query parameters

@@ -7,7 +7,7 @@ pages show; it is not in the menu.
 import streamlit as st
 
 from driftboard.core.seeding import summary as seeding_summary
-from driftboard.dashboard import state, tables, ui
+from driftboard.dashboard import data, state, tables, ui
 from driftboard.dashboard.fingerprint_groups import fingerprint_groups
 from driftboard.dashboard.format import fmt_time, markdown_text, plural, verdict_label
 
@@ -37,8 +37,8 @@ comparison = None
 if golden is not None and not is_golden and run.case_count:
     comparison = state.compare(golden.run_id, run.run_id)
 
-ui.heading(f"{run.run_id} · {run.hostname or run.machine_key[:12]}" + (f" · {run.label}" if run.label else ""), 2)
-st.caption(f"Captured {fmt_time(run.captured_at)} on {markdown_text(run.hostname or run.machine_key[:12], 80)} · "
+ui.heading(f"{run.run_id} · {data.machine_name(run)}" + (f" · {run.label}" if run.label else ""), 2)
+st.caption(f"Captured {fmt_time(run.captured_at)} on {markdown_text(data.machine_name(run), 80)} · "
            f"suite {markdown_text(run.suite_id, 80)} v{run.suite_version} on {markdown_text(run.device_class, 40)} · "
            f"settings variant {markdown_text(run.variant, 60)} · "
            f"{plural(run.case_count, 'case') if run.case_count else 'environment only'} · uploaded "
@@ -92,7 +92,7 @@ else:
 # ---------------------------------------------------------------- the machine's history
 
 ui.heading("In its machine's history")
-machine = markdown_text(run.hostname or run.machine_key[:12], 80)
+machine = markdown_text(data.machine_name(run), 80)
 st.caption(f"Run {place + 1} of the {len(history):,} runs of {machine}, oldest first; up to {AROUND} before and after "
            "it." if len(history) > 1 else f"The only run of {machine} so far.")
 st.dataframe(tables.styled(tables.with_run_links(tables.history_frame(history, run.run_id, golden_ids, AROUND))),
