@@ -17,6 +17,7 @@ import logging
 import shlex
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from driftboard.core.bundle import bundle_bytes
 from driftboard.core.collect_env import MAX_CHARS as MAX_REPORT_CHARS  # noqa: F401  (the paste box's cap: the parser's)
@@ -107,8 +108,30 @@ def _one_line(exc: BaseException) -> str:
     return safe_text(lines[0] if lines else type(exc).__name__, 600)
 
 
-def team_commands(url: str) -> tuple[str, str]:
-    """The commands a team member runs on their machine: capture (with the settings sweep) and push here."""
-    capture = "driftboard capture --sweep -o driftboard-runs/"
-    push = f"driftboard push driftboard-runs/*.driftboard --db {shlex.quote(redacted(url))}"
-    return capture, push
+@dataclass(frozen=True)
+class TeamCommands:
+    """What a team member runs on their machine: capture, then push over HTTP or straight to the database."""
+
+    capture: str
+    push_server: str | None  # None when this page's address is not known
+    push_db: str
+
+
+def team_commands(url: str, server: str | None) -> TeamCommands:
+    """The commands for a store at ``url`` served at ``server`` (``server_address``); passwords hidden."""
+    runs = "driftboard-runs/*.driftboard"
+    over_http = (f"driftboard push {runs} --server {shlex.quote(server)} --token-file ~/.config/driftboard/token"
+                 if server else None)
+    return TeamCommands("driftboard capture --sweep -o driftboard-runs/", over_http,
+                        f"driftboard push {runs} --db {shlex.quote(redacted(url))}")
+
+
+def server_address(page_url: str | None, base_path: str = "") -> str | None:
+    """The address ``--server`` takes for this dashboard: the page's scheme and host, and Streamlit's base path."""
+    if not page_url:
+        return None
+    parts = urlsplit(page_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        return None
+    base = base_path.strip("/")
+    return f"{parts.scheme}://{parts.netloc}" + (f"/{base}" if base else "")

@@ -26,7 +26,7 @@ from streamlit.testing.v1 import AppTest
 
 from driftboard.core.bundle import read_bundle
 from driftboard.core.errors import BundleError, NotFoundError
-from driftboard.dashboard.uploads import outcome_text, team_commands
+from driftboard.dashboard.uploads import outcome_text, server_address, team_commands
 from driftboard.db.push import push_files
 from driftboard.db.session import ENV_VAR
 from driftboard.db.store import Store
@@ -295,9 +295,29 @@ class _Exploding:
 
 
 def test_team_commands_hide_passwords():
-    capture, push = team_commands("postgresql+psycopg://me:s3cret@db.example.com/driftboard")
-    assert "s3cret" not in push and "***" in push
-    assert capture.startswith("driftboard capture")
+    commands = team_commands("postgresql+psycopg://me:s3cret@db.example.com/driftboard", None)
+    assert "s3cret" not in commands.push_db and "***" in commands.push_db
+    assert commands.capture.startswith("driftboard capture") and commands.push_server is None
+
+
+def test_team_commands_push_over_http_to_the_page_s_server():
+    commands = team_commands("sqlite:////srv/team.sqlite", "https://drift.example.com/board")
+    assert commands.push_server == ("driftboard push driftboard-runs/*.driftboard --server "
+                                    "https://drift.example.com/board --token-file ~/.config/driftboard/token")
+    assert commands.push_db.endswith("--db sqlite:////srv/team.sqlite")
+
+
+@pytest.mark.parametrize(("page", "base", "expected"), [
+    ("http://localhost:8501/upload", "", "http://localhost:8501"),
+    ("https://drift.example.com/board/upload?x=1", "/board/", "https://drift.example.com/board"),
+    ("https://[::1]:8443/", "", "https://[::1]:8443"),
+    (None, "", None),
+    ("", "", None),
+    ("file:///etc/passwd", "", None),
+    ("https://user:pw@drift.example.com/", "", None),  # never repeat credentials into a command
+])
+def test_server_address_from_the_page_url(page, base, expected):
+    assert server_address(page, base) == expected
 
 
 # ---------------------------------------------------------------- compare

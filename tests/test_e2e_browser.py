@@ -254,6 +254,8 @@ def test_upload_two_bundles_and_open_their_comparison(chromium, bundles, server)
             expect(stored.first).to_contain_text("stored as run")
             _settle(page)
             page.screenshot(path=str(ARTIFACTS / "e2e-upload.png"))
+            # the page tells a member's machine to push here over HTTP, at the address this browser used
+            expect(page.get_by_text(f"--server {server} --token-file").first).to_be_visible()
 
             page.get_by_role("link", name="Compare the uploaded runs").click()
             expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()

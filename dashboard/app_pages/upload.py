@@ -102,13 +102,21 @@ if pasted is not None:
                      query_params={"candidate": pasted.run_id})
 
 st.subheader("From a team member's machine", anchor=False)
-capture, push = uploads.team_commands(store.url)
+commands = uploads.team_commands(store.url, uploads.server_address(st.context.url,
+                                                                  str(st.get_option("server.baseUrlPath") or "")))
 st.markdown("In the Python environment whose numbers matter, capture the machine (once per settings variant):")
-st.code(capture, language="bash")
-st.markdown("Then upload the files above, or push them straight to this dashboard's database if that machine "
-            "can reach it:")
-st.code(push, language="bash")
-if "***" in push:
+st.code(commands.capture, language="bash")
+if commands.push_server:
+    st.markdown("Then upload the files above, or push them to this server over HTTP with your token (from a "
+                "file, or `$DRIFTBOARD_TOKEN`; never on the command line):")
+    st.code(commands.push_server, language="bash")
+    st.markdown("A machine that can reach the database itself can also push there directly:")
+else:
+    st.markdown("Then upload the files above, or push them straight to this dashboard's database if that machine "
+                "can reach it:")
+st.code(commands.push_db, language="bash")
+if "***" in commands.push_db:
     st.caption("The password is hidden: use the database's real one, or set DRIFTBOARD_DATABASE_URL.")
 elif store.url.startswith("sqlite"):
-    st.caption("This database is a SQLite file on the dashboard's machine: push from there, or upload here.")
+    st.caption("This database is a SQLite file on the dashboard's machine: push from there, over HTTP, or upload "
+               "here.")
