@@ -10,6 +10,8 @@
    push answered 201 with its run id, exactly the 800 runs stored (0 lost, 0 duplicated) and each whole
    (``test_faults.integrity_problems``: cases, outcomes, arrays). Target (SQLite): >= 40 bundles/s in
    total. PostgreSQL is measured too (the test server, ``DRIFTBOARD_TEST_POSTGRES_URL``), without a target.
+   The server's CPU per bundle counts its push worker processes (``db/push_workers.py``) too; the RSS of
+   the server and of each process under it is printed after the round.
 2. List: ``GET /api/v1/runs`` (first page, 50 runs, verdicts against the golden) on a copy of
    ``bench_store``'s 10,000-run fleet (built once by ``bench_dashboard.database_10k``, cached), timed on
    the client from request to last byte, after one warm-up request. Target: <= 50 ms median.
@@ -20,6 +22,7 @@ Prints each round and the medians; exits 1 when a target is missed or a run is l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import shutil
@@ -89,9 +92,12 @@ def one_round(url: str, directory: Path, groups: list[list[Path]], golden: Path)
         assert server.push(golden.read_bytes(), {"Authorization": f"Bearer {TOKEN}"}).status == 201
         with Store(url) as store:
             store.set_golden(run_id_of(golden), set_by="bench")
-        cpu_before = cpu_seconds(server.proc.pid)
+        cpu_before, own_before = cpu_seconds(server.proc.pid), cpu_seconds(server.proc.pid, alone=True)
         wall, failures, latencies = push_all(server, groups)
         cpu = cpu_seconds(server.proc.pid) - cpu_before
+        own = cpu_seconds(server.proc.pid, alone=True) - own_before
+        workers = [rss_mb(pid) for pid in server_pids(server.proc.pid)[1:]]
+        rss = rss_mb(server.proc.pid), workers
     expected = {run_id_of(p) for g in groups for p in g} | {run_id_of(golden)}
     stored = stored_runs(url)
     problems = failures + [f"lost {sorted(expected - stored.keys())[:5]}"] * bool(expected - stored.keys()) \
@@ -99,13 +105,45 @@ def one_round(url: str, directory: Path, groups: list[list[Path]], golden: Path)
         + integrity_problems(url)
     total = sum(len(g) for g in groups)
     return {"wall": wall, "rate": total / wall, "latency": statistics.median(latencies), "problems": problems,
-            "cpu": cpu / total}
+            "cpu": cpu / total, "own_cpu": own / total, "rss": rss}
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the server process has used: its cost per bundle whatever else loads the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, *, alone: bool = False) -> float:
+    """CPU time (user + system) the server and its worker processes have used (``alone``: the server process
+    only): its cost per bundle whatever else loads the machine (a worker that exited is counted once waited
+    for: ``cutime``/``cstime``)."""
+    total = 0.0
+    for one in [pid] if alone else server_pids(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:13 if alone else 15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def server_pids(pid: int) -> list[int]:
+    """The server process and every process under it (its push workers)."""
+    found, todo = [], [pid]
+    while todo:
+        one = todo.pop()
+        found.append(one)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{one}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_text(rss: object) -> str:
+    server, workers = rss  # type: ignore[misc]
+    others = ", ".join(f"{mb:.0f}" for mb in workers)
+    return f"server {server:.0f} MB, its other processes [{others}] MB"
 
 
 def bench_push(args: argparse.Namespace, tmp: Path) -> bool:
@@ -139,7 +177,8 @@ def bench_push(args: argparse.Namespace, tmp: Path) -> bool:
                 f"PROBLEMS {result['problems'][:5]}"
             print(f"{backend:8} round {round_ + 1}: {result['rate']:.1f} bundles/s ({result['wall']:.1f} s), "
                   f"median push {result['latency'] * 1000:.0f} ms, server CPU {result['cpu'] * 1000:.0f} ms per "
-                  f"bundle; {status}", flush=True)
+                  f"bundle with its workers ({result['own_cpu'] * 1000:.0f} ms in the server process); "
+                  f"RSS {rss_text(result['rss'])}; {status}", flush=True)
             ok &= not result["problems"]
         rate = statistics.median(r["rate"] for r in results)
         met = rate >= PUSH_TARGET if backend == "sqlite" else True

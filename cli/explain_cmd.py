@@ -2,7 +2,8 @@
 
 Thin: resolve both runs, call ``core.explain.rerun.explain_runs`` with a
 progress bar, print the finding (or the ``driftboard.explanation`` JSON), write
-it with ``-o``, and keep it in the database when both runs are stored there.
+it with ``-o``, and keep it in the database when both runs are stored there
+(with ``--server``: the runs come from the team server, and it is kept there).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import click
 
 from driftboard.cli.db_cmd import db_option
-from driftboard.cli.options import policy_option
+from driftboard.cli.options import policy_option, server_options, team_server
 from driftboard.core.errors import DriftboardError
 
 EPILOG = """\b
@@ -22,6 +23,8 @@ Examples:
   driftboard explain golden.driftboard laptop.driftboard
   driftboard explain 20261130T1901 20261130T1915 --budget 120 -o explanation.json
   driftboard explain golden.driftboard ci.driftboard --this-machine candidate --json
+  driftboard explain --server https://drift.example.com 20261130T1901 20261130T1915
+  driftboard explain golden.driftboard gpu3.driftboard --model models/encoder.py:build
 """
 
 
@@ -33,11 +36,20 @@ Examples:
               show_default=True, help="Which run this machine recorded (auto: by the machine id in the fingerprints).")
 @click.option("--budget", type=click.FloatRange(min=1), default=600, show_default=True, metavar="SECONDS",
               help="Wall time allowed: settings that do not fit are not run, and the report says which.")
+@click.option("--model", "models", multiple=True, metavar="FILE.py:FACTORY|MODULE:FACTORY",
+              help="Declares an own-model case to re-run, as capture takes it (repeatable); differing own cases "
+                   "are matched by name.")
+@click.option("--cases", "cases_file", type=click.Path(dir_okay=False),
+              help="The cases file declaring the own-model cases (default: the one capture finds by itself: "
+                   "[tool.driftboard] cases in pyproject.toml, else driftboard_cases.py here or at the repository "
+                   "root).")
 @click.option("--json", "as_json", is_flag=True, help="Print the driftboard.explanation JSON document.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON document to this file.")
 @db_option
-def explain(baseline: str, candidate: str, policy: str, this_side: str, budget: float, as_json: bool,
-            output: str | None, db_url: str | None) -> None:
+@server_options
+def explain(baseline: str, candidate: str, policy: str, this_side: str, budget: float, models: tuple[str, ...],
+            cases_file: str | None, as_json: bool, output: str | None, db_url: str | None,
+            server_url: str | None, token_file: str | None) -> None:
     """Re-run the cases that differ between BASELINE and CANDIDATE on this machine, once per numerics knob.
 
     Threads, oneDNN, TF32, cuDNN deterministic/benchmark, deterministic
@@ -46,25 +58,33 @@ def explain(baseline: str, candidate: str, policy: str, this_side: str, budget: 
     that moved something), and each re-run is matched with the other run's
     recorded outputs: which setting reproduces it bit for bit, or within
     tolerance? BASELINE and CANDIDATE are bundle files or stored run ids.
+
+    Differing cases of the team's own models are re-run too, in the same
+    processes, when this machine declares them as capture would find them
+    (--model, --cases, else the cases file found by itself); one declared
+    nowhere here is skipped, and the report says which option declares it.
     """
     from driftboard.cli.compare_cmd import resolve_run
     from driftboard.core.compare import parse_policy
-    from driftboard.core.explain.rerun import check_pair, explain_runs, this_machine
+    from driftboard.core.explain.rerun import OwnCases, check_pair, explain_runs, this_machine
 
     rule = parse_policy(policy)
-    base_run, base_arrays = resolve_run(baseline, db_url)
-    cand_run, cand_arrays = resolve_run(candidate, db_url)
+    server = team_server(server_url, token_file, db_url)
+    base_run, base_arrays = resolve_run(baseline, db_url, server)
+    cand_run, cand_arrays = resolve_run(candidate, db_url, server)
     check_pair(base_run, cand_run)
     side = this_machine(base_run, cand_run) if this_side == "auto" else this_side
     if output:
         _check_writable(Path(output))
+    if cases_file and not Path(cases_file).is_file():  # refused before the runs are read, not after
+        raise DriftboardError(f"no cases file {cases_file}")
     with _Bar(as_json) as bar:
         found = explain_runs(base_run, base_arrays, cand_run, cand_arrays, this_side=side, policy=rule,
-                             budget=budget, progress=bar.update)
+                             budget=budget, progress=bar.update, own=OwnCases(models, cases_file))
     document = found.to_json()
     if output:
         Path(output).write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
-    stored = _store(found, db_url)
+    stored = _store(found, db_url) if server is None else _keep_on_server(found, server)
     if as_json:
         click.echo(json.dumps(document, indent=2, allow_nan=False))
         click.echo(stored, err=True)
@@ -89,6 +109,7 @@ def _store(found: Any, db_url: str | None) -> str:
     """Keep the explanation with the pair when both runs are in the database; say what happened."""
     from sqlalchemy.engine import make_url
 
+    from driftboard.cli.db_cmd import _default_uploader
     from driftboard.core.errors import NotFoundError, StoreError
     from driftboard.db.session import database_url
     from driftboard.db.store import shared_store
@@ -98,12 +119,23 @@ def _store(found: Any, db_url: str | None) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
         return f"not stored in the database: there is none at {parsed.database}"  # explain creates no database
     try:
-        shared_store(url).save_explanation(found)
+        store = shared_store(url)
+        store.save_explanation(found, actor=_default_uploader() if store.dialect == "sqlite" else "")
     except NotFoundError as exc:
         return f"not stored in the database ({exc}): push both runs, then explain again to keep it with them"
     except StoreError as exc:
-        return f"not stored in the database: {exc}"
+        hint = "; a member keeps it through the team server: --server URL" if "permission denied" in str(exc) else ""
+        return f"not stored in the database: {exc}{hint}"
     return "stored with the pair of runs in the database"
+
+
+def _keep_on_server(found: Any, server: Any) -> str:
+    """Keep the explanation with the pair on the team server (``--server``); say where, or why not."""
+    try:
+        server.save_explanation(found)
+    except DriftboardError as exc:  # the server's one line: a run not stored there, a viewer's token, unreachable
+        return f"not kept on {server.url}: {exc}"
+    return f"kept with the pair of runs on {server.url}"
 
 
 class _Bar:

@@ -1,4 +1,4 @@
-"""``driftboard log``: the write log, newest first (who pushed, deleted, set or cleared a golden; when, how, from where)."""
+"""``driftboard log``: the write log, newest first (pushes, deletes, goldens set or cleared, explanations kept: who, when, where)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from driftboard.cli.db_cmd import db_option
 
-ACTIONS = ("push", "delete", "golden-set", "golden-clear")  # db.store.write_log.ACTIONS (not imported for --help)
+ACTIONS = ("push", "delete", "golden-set", "golden-clear", "explain")  # db.store.write_log.ACTIONS (not imported for --help)
 
 
 @click.command()
@@ -19,7 +19,7 @@ ACTIONS = ("push", "delete", "golden-set", "golden-clear")  # db.store.write_log
 @click.option("--actor", default=None, help="Only the writes of this uploader, member or login (exactly).")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON (format driftboard.write_log).")
 def log(db_url: str | None, limit: int, action: str | None, actor: str | None, as_json: bool) -> None:
-    """Show the newest writes to the database: pushes, deletes, golden set and clear.
+    """Show the newest writes to the database: pushes, deletes, golden set and clear, explanations kept.
 
     Each write is logged in the same transaction as the write itself, with
     who made it (the uploader, the dashboard member or token, else the

@@ -302,7 +302,11 @@ def parse_manifest(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any
     except UnicodeDecodeError as exc:
         raise BundleError(MANIFEST, f"not UTF-8 text (byte {exc.start})") from None
     # Text without a character ``inert`` would change (the usual case) skips it for every key and string.
-    hook = _unique_keys if json_text_is_inert(text) else _no_duplicate_keys
+    inert_text = json_text_is_inert(text)
+    plain = _parse_plain(text, limits) if inert_text else None
+    if plain is not None:
+        return plain
+    hook = _unique_keys if inert_text else _no_duplicate_keys
     try:
         value = json.loads(text, object_pairs_hook=hook, parse_constant=_constant)
     except RecursionError:
@@ -311,8 +315,25 @@ def parse_manifest(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any
         raise BundleError(MANIFEST, f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise BundleError(MANIFEST, f"expected a JSON object, got {_kind(value)}")
-    if not _tree_ok(value, limits):  # the walk that names the field runs only to say what is wrong
+    if _tree_ok(value, limits) is None:  # the walk that names the field runs only to say what is wrong
         _check_tree(value, MANIFEST, 0, limits)
+    return value
+
+
+def _parse_plain(text: str, limits: Limits) -> dict[str, Any] | None:
+    """Inert text parsed without a Python call per object (an own case's record has thousands), or None when
+    anything is wrong: ``parse_manifest`` then parses it again, checking as it goes, and says what.
+
+    A duplicate key is found by counting colons. Without ``\\u`` escapes (inert text has none) every ``:`` of
+    the text is a member's separator or a character of a string, so the text holds as many as the parsed
+    value (``_tree_ok``'s count) exactly when no member was overwritten by a later one of the same name.
+    """
+    try:
+        value = json.loads(text, parse_constant=_constant)
+    except (RecursionError, ValueError):
+        return None
+    if type(value) is not dict or _tree_ok(value, limits) != text.count(":"):
+        return None
     return value
 
 
@@ -370,28 +391,31 @@ def _constant(name: str) -> float:
     return float(name.replace("Infinity", "inf"))
 
 
-def _tree_ok(value: Any, limits: Limits) -> bool:
-    """``_check_tree``'s rules, level by level without building paths: whether it would pass."""
-    level, depth, chars = [value], 0, limits.string_chars
+def _tree_ok(value: Any, limits: Limits) -> int | None:
+    """``_check_tree``'s rules, level by level without building paths: None when it would fail, else the
+    colons of the value (one per object member, and those in its keys and strings; see ``_parse_plain``)."""
+    level, depth = [value], 0
+    keys: list[str] = []
+    strings: list[str] = []
     while level:
         if depth > limits.json_depth:
-            return False
+            return None
         below: list[Any] = []
         for item in level:
             kind = type(item)
             if kind is dict:
-                if item and max(map(len, item)) > 256:
-                    return False
+                keys.extend(item)
                 below.extend(item.values())
             elif kind is list:
                 below.extend(item)
             elif kind is str:
-                if len(item) > chars:
-                    return False
+                strings.append(item)
             elif kind is float and not math.isfinite(item):
-                return False
+                return None
         level, depth = below, depth + 1
-    return True
+    if max(map(len, keys), default=0) > 256 or max(map(len, strings), default=0) > limits.string_chars:
+        return None
+    return len(keys) + "".join(keys).count(":") + "".join(strings).count(":")
 
 
 def _check_tree(value: Any, path: str, depth: int, limits: Limits) -> None:

@@ -10,6 +10,11 @@ keeps the same JSON (``db/store/own_blob.py``) and reads it back through here.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable, Sequence
+from itertools import accumulate, chain
+from operator import itemgetter, le
+from types import NoneType
 from typing import TYPE_CHECKING, Any
 
 from driftboard.core.errors import BundleError, BundleTooLargeError, PolicyError
@@ -57,9 +62,9 @@ def _record_json(record: TensorRecord) -> dict[str, Any]:
 
 
 def stats_json(s: TensorStats) -> dict[str, Any]:
+    sample = list(s.sample) if all(map(math.isfinite, s.sample)) else [number_json(v) for v in s.sample]
     return {"shape": list(s.shape), "dtype": s.dtype, "sha256": s.sha256, "nonfinite": s.nonfinite,
-            "min": s.min, "max": s.max, "mean": s.mean, "l1": s.l1, "l2": s.l2,
-            "sample": [number_json(v) for v in s.sample]}
+            "min": s.min, "max": s.max, "mean": s.mean, "l1": s.l1, "l2": s.l2, "sample": sample}
 
 
 def number_json(value: float) -> float | str:
@@ -114,7 +119,7 @@ def own_from_json(obj: Any, path: str, limits: Limits, budget: Budget | None = N
         title=_string(obj, "title", path, max_len=200),
         layers=layers,
         outputs=tuple(_record(t, f"{path}.outputs[{i}]", limits) for i, t in enumerate(outputs_json)),
-        modules=tuple(_module(m, f"{path}.modules[{i}]", limits) for i, m in enumerate(modules_json)),
+        modules=_modules(modules_json, f"{path}.modules", limits),
         autocast=autocast,
         tolerance=tolerance,
         weights_rng=_get(obj, "weights_rng", path, bool),
@@ -144,10 +149,14 @@ def _bounded_list(obj: dict[str, Any], key: str, path: str, bound: int) -> list[
     return found
 
 
-def _module(obj: Any, path: str, limits: Limits) -> ModuleCall:
-    fast = _plain_module(obj)
+def _modules(objs: list[Any], path: str, limits: Limits) -> tuple[ModuleCall, ...]:
+    fast = _plain_modules(objs)
     if fast is not None:
         return fast
+    return tuple(_module(m, f"{path}[{i}]", limits) for i, m in enumerate(objs))
+
+
+def _module(obj: Any, path: str, limits: Limits) -> ModuleCall:
     from driftboard.core.bundle import _get, _kind, _string
 
     if not isinstance(obj, dict):
@@ -218,62 +227,100 @@ def stats_from_json(obj: Any, path: str) -> TensorStats:
 
 
 # Fast paths for what capture writes in statistics mode: a model's hundreds of module calls are most of reading
-# an own case. Each checks the rules of its full reader (``_module``, ``_record``, ``stats_from_json``) without
-# their per-field calls, and returns None for anything else, a key it does not know included: the full reader
-# then reads that object, and names the field of any error.
-_STAT_NUMBERS = ("min", "max", "mean", "l1", "l2")
-_STAT_KEYS = frozenset({"shape", "dtype", "sha256", "nonfinite", "sample", *_STAT_NUMBERS})
-_RECORD_KEYS = frozenset({"path", "stats", "array"})
-_MODULE_KEYS = frozenset({"name", "call", "type", "tensors"})
-_INT, _FLOAT, _FLOAT_OR_NONE = frozenset({int}), frozenset({float}), frozenset({float, type(None)})
+# an own case. They check the rules of the full readers (``_module``, ``_record``, ``stats_from_json``) a column
+# at a time over all the calls (each check one loop in C) instead of field by field, and return None for anything
+# else (a key missing or unknown, an integer where capture writes a float, a kept array): the full readers then
+# read it all, and name the field of any error.
+_STAT_KEYS = ("shape", "dtype", "sha256", "nonfinite", "min", "max", "mean", "l1", "l2", "sample")  # field order
+_RECORD_KEYS = ("array", "path", "stats")
+_MODULE_KEYS = ("call", "name", "type", "tensors")
+_TRUTH = "truth_rel_error"
+_HEX = re.compile("[0-9a-f]*")
 
 
-def _plain_module(obj: Any) -> ModuleCall | None:
-    if type(obj) is not dict or not obj.keys() <= _MODULE_KEYS:
+def _only(values: Iterable[Any], *kinds: type) -> bool:
+    """Every value is exactly of one of ``kinds`` (a subclass is not: no bool for int)."""
+    return set(map(type, values)) <= set(kinds)
+
+
+def _columns(objs: Sequence[Any], keys: tuple[str, ...]) -> list[tuple[Any, ...]] | None:
+    """Per key, its values in ``objs`` (at least one), when each is a dict holding exactly ``keys``."""
+    if not _only(objs, dict) or set(map(len, objs)) != {len(keys)}:
         return None
-    call, tensors, name, kind = obj.get("call"), obj.get("tensors"), obj.get("name"), obj.get("type")
-    if (type(call) is not int or call < 1 or type(tensors) is not list or len(tensors) > MAX_CALL_TENSORS
-            or type(name) is not str or len(name) > 512 or type(kind) is not str or len(kind) > 128):
+    try:
+        return list(zip(*map(itemgetter(*keys), objs), strict=True))
+    except KeyError:
         return None
-    records = []
-    for tensor in tensors:
-        record = _plain_record(tensor)
-        if record is None:
+
+
+def _plain_modules(objs: list[Any]) -> tuple[ModuleCall, ...] | None:
+    """Module calls as ``_module`` reads them, or None (then it reads each)."""
+    if not objs:
+        return ()
+    if not _only(objs, dict):
+        return None
+    truth = [obj.get(_TRUTH) for obj in objs]  # absent or null: not measured
+    if any(_TRUTH in obj for obj in objs):  # the truth pass adds it to each call
+        errors = [e for e in truth if e is not None]
+        if not _only(errors, float) or not all(map(math.isfinite, errors)) or min(errors, default=0.0) < 0:
             return None
-        records.append(record)
-    return ModuleCall(name=name, call=call, type=kind, tensors=tuple(records))
+        objs = [{k: v for k, v in obj.items() if k != _TRUTH} for obj in objs]
+    columns = _columns(objs, _MODULE_KEYS)
+    if columns is None:
+        return None
+    calls, names, kinds, tensors = columns
+    if not (_only(calls, int) and min(calls) >= 1 and _only(names, str) and max(map(len, names)) <= 512
+            and _only(kinds, str) and max(map(len, kinds)) <= 128 and _only(tensors, list)
+            and max(map(len, tensors)) <= MAX_CALL_TENSORS):
+        return None
+    records = _plain_records(list(chain.from_iterable(tensors)))
+    if records is None:
+        return None
+    ends = accumulate(map(len, tensors))
+    return tuple(ModuleCall(name, call, kind, tuple(records[end - len(found):end]), error)
+                 for name, call, kind, found, end, error in zip(names, calls, kinds, tensors, ends, truth, strict=True))
 
 
-def _plain_record(obj: Any) -> TensorRecord | None:
-    if type(obj) is not dict or not obj.keys() <= _RECORD_KEYS or obj.get("array") is not None:
+def _plain_records(objs: list[Any]) -> list[TensorRecord] | None:
+    """Tensor records as ``_record`` reads them when none keeps its array, or None."""
+    if not objs:
+        return []
+    columns = _columns(objs, _RECORD_KEYS)
+    if columns is None:
         return None
-    path, stats = obj.get("path"), _plain_stats(obj.get("stats"))
-    if type(path) is not str or len(path) > 256 or stats is None:
+    arrays, paths, stats = columns
+    if arrays.count(None) != len(arrays) or not _only(paths, str) or max(map(len, paths)) > 256:
         return None
-    return TensorRecord(path=path, stats=stats, array=None)
+    found = _plain_stats_list(stats)
+    return None if found is None else list(map(TensorRecord, paths, found))
 
 
 def _plain_stats(obj: Any) -> TensorStats | None:
-    from driftboard.core.bundle import _HEX64, _MAX_DIMS, _NAME
+    found = _plain_stats_list([obj])
+    return None if found is None else found[0]
 
-    if type(obj) is not dict or not obj.keys() <= _STAT_KEYS:
+
+def _plain_stats_list(objs: Sequence[Any]) -> list[TensorStats] | None:
+    """Statistics as ``stats_from_json`` reads them (at least one), or None."""
+    from driftboard.core.bundle import _MAX_DIMS, _NAME
+
+    columns = _columns(objs, _STAT_KEYS)
+    if columns is None:
         return None
-    shape, nonfinite, sample = obj.get("shape"), obj.get("nonfinite"), obj.get("sample")
-    dtype, sha = obj.get("dtype"), obj.get("sha256")
-    if (type(shape) is not list or len(shape) > _MAX_DIMS or not set(map(type, shape)) <= _INT
-            or (shape and min(shape) < 0) or type(nonfinite) is not int or type(sample) is not list
-            or type(dtype) is not str or type(sha) is not str):
+    shapes, dtypes, shas, nonfinite, *figures, samples = columns
+    if not (_only(shapes, list) and max(map(len, shapes)) <= _MAX_DIMS and _only(nonfinite, int)
+            and min(nonfinite) >= 0 and _only(samples, list) and max(map(len, samples)) <= MAX_SAMPLE
+            and _only(dtypes, str) and _only(shas, str) and set(map(len, shas)) == {64}):
         return None
-    size = math.prod(shape)
-    if (not 0 <= nonfinite <= size or len(sample) > min(MAX_SAMPLE, size) or not set(map(type, sample)) <= _FLOAT
-            or not _NAME.fullmatch(dtype) or not _HEX64.fullmatch(sha)):
+    dims = list(chain.from_iterable(shapes))
+    if not _only(dims, int) or min(dims, default=0) < 0:
         return None
-    figures = [obj.get(key) for key in _STAT_NUMBERS]
-    if not set(map(type, figures)) <= _FLOAT_OR_NONE:
+    sizes = list(map(math.prod, shapes))
+    if (not all(map(le, nonfinite, sizes)) or not all(map(le, map(len, samples), sizes))
+            or not _only(chain.from_iterable(samples), float) or not _only(chain.from_iterable(figures), float, NoneType)
+            or not all(map(_NAME.fullmatch, set(dtypes))) or not _HEX.fullmatch("".join(shas))):
         return None
-    low, high, mean, l1, l2 = figures
-    return TensorStats(shape=tuple(shape), dtype=dtype, sha256=sha, nonfinite=nonfinite, min=low, max=high,
-                       mean=mean, l1=l1, l2=l2, sample=tuple(sample))
+    return list(map(TensorStats, map(tuple, shapes), dtypes, shas, nonfinite, *figures, map(tuple, samples)))
 
 
 def _number(obj: dict[str, Any], key: str, path: str) -> float | None:

@@ -27,7 +27,7 @@ FORMATS: dict[str, int] = {
     "driftboard.goldens": 1,  # golden list --json, GET /api/v1/golden
     "driftboard.write_log": 1,  # log --json: the writes to the database, newest first
     "driftboard.stored_run": 1,  # GET /api/v1/runs/{run_id}: a stored run's summary, manifest and verdict
-    "driftboard.explanation": 1,  # explain --json / -o, and what the database keeps for a pair of runs
+    "driftboard.explanation": 2,  # explain --json / -o, and what the database keeps (2: own-model cases too)
     # show --json: a bundle's manifest.json as is. It had its envelope before this module (name and
     # version in core/bundle.py, schema core/bundle.schema.json), so it keeps them.
     MANIFEST_FORMAT: MANIFEST_VERSION,

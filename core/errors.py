@@ -59,6 +59,10 @@ class NotFoundError(DriftboardError):
     """A run, machine or golden asked for does not exist."""
 
 
+class ExplanationError(DriftboardError):
+    """A ``driftboard.explanation`` document sent to be kept is not one: not JSON, or not matching its schema."""
+
+
 class CaseError(DriftboardError):
     """A case of the team's own models is declared with something driftboard cannot use."""
 

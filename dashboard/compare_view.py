@@ -93,6 +93,10 @@ def _explanation(store: Store, result: RunComparison, index: int) -> None:
     st.caption(markdown_text(f"re-run on the {found.this_side}'s machine, {fmt_time(found.created_at)}; "
                              f"{sum(t.status == 'done' for t in found.trials)} of {len(found.trials)} settings ran"
                              + ("" if found.complete else " (stopped by the budget)"), 300))
+    if found.own:
+        st.caption(markdown_text("own-model cases re-run: " + ", ".join("/".join(k) for k, _ in found.own), 600))
+    if found.skipped:
+        st.caption(markdown_text("not re-run: " + "; ".join(found.skipped), 600))
     if found.causes:
         st.dataframe(pd.DataFrame([{"likely cause": safe_text(c.title, 160), "re-runs": c.status,
                                     "because": safe_text(c.reason, 400)} for c in found.causes]),

@@ -168,6 +168,10 @@ def _explanation(doc: _Document, found: Explanation) -> None:
         doc.add("<ul class='causes'>" + "".join(
             f"<li><strong>{html_text(c.title)}</strong>: {html_text(c.status)} <span class='muted'>"
             f"({html_text(c.reason, 600)})</span></li>" for c in found.causes) + "</ul>")
+    if found.own:
+        doc.add(f"<p>Own-model cases re-run: {html_text(', '.join('/'.join(k) for k, _ in found.own), 2000)}</p>")
+    if found.skipped:
+        doc.add(f"<p>Not re-run: {html_text('; '.join(found.skipped), 2000)}</p>")
     if found.remaining:
         doc.add(f"<p>Remaining environment differences: {html_text('; '.join(found.remaining), 2000)}</p>")
 

@@ -113,6 +113,6 @@ def _runs_with_fingerprints(store: Store, history: Sequence[RunSummary]) -> list
     for run in history:
         digest = run.environment.digest
         if digest not in fingerprints:
-            fingerprints[digest] = store.load_run(run.run_id)[0].fingerprint
+            fingerprints[digest] = store.fingerprint(run.run_id)
         out.append(_AuditRun(run.run_id, run.created_at, run.label, fingerprints[digest], run.variant, run.tags))
     return out

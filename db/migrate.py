@@ -50,7 +50,7 @@ def _script():  # -> alembic.script.ScriptDirectory
 
 # The newest revision in db/migrations/versions. Kept here so that opening a
 # database does not import Alembic; tests/test_db_schema.py checks it.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def head_revision() -> str:

@@ -270,7 +270,7 @@ class WriteLogRow(Base):
 
     __tablename__ = "write_log"
     __table_args__ = (
-        CheckConstraint("action IN ('push', 'delete', 'golden-set', 'golden-clear')", name="action_known"),
+        CheckConstraint("action IN ('push', 'delete', 'golden-set', 'golden-clear', 'explain')", name="action_known"),
         CheckConstraint("channel IN ('cli', 'page', 'api')", name="channel_known"),
     )
 

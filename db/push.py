@@ -2,7 +2,9 @@
 
 ``driftboard push`` (also behind ``capture --push`` and ``import-env --push``)
 and the dashboard's Upload page both call ``push_files``; they differ only in
-how they show its outcomes.
+how they show its outcomes. The team API pushes one bundle at a time and
+answers its verdict too: ``push_and_judge`` (in a worker process of the
+server's, ``push_workers.py``, or in the server itself).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from driftboard.core.bundle import Bundle, read_bounded, read_bundle
 from driftboard.core.errors import DriftboardError
 from driftboard.db.session import is_lock_timeout, is_unavailable
 from driftboard.db.store.results import IngestResult
@@ -40,6 +43,39 @@ class PushOutcome:
     @property
     def run_id(self) -> str | None:
         return self.result.run_id if self.result else None
+
+
+@dataclass(frozen=True)
+class JudgedPush:
+    """One bundle pushed, and its worst verdict against the golden that applies (None: none, or not computed)."""
+
+    outcome: PushOutcome
+    verdict: str | None = None
+    golden: str | None = None  # the golden's run id
+
+
+def push_and_judge(store: Store, name: str, data: str | Path | bytes, *, uploader: str = "", channel: str = "api",
+                   address: str | None = None) -> JudgedPush:
+    """One bundle pushed as ``push_files`` pushes it, then judged against its golden (``Store.pushed_verdict``).
+
+    The run is judged from the bundle just validated, in memory, not read back. A verdict that cannot be
+    computed is logged and left out: the run is stored all the same (its verdict is computed on demand later).
+    """
+    read: list[Bundle] = []
+
+    def ingest() -> IngestResult:
+        read.append(read_bundle(read_bounded(data), streams=True))
+        return store.ingest_bundle(read[0], uploader=uploader, channel=channel, address=address)
+
+    outcome, _ = _push_one(name, ingest)
+    if outcome.result is None:
+        return JudgedPush(outcome)
+    try:
+        found = store.pushed_verdict(read[0].run, read[0].arrays)
+    except DriftboardError as exc:
+        log.warning("run %s stored, its verdict not computed: %s", outcome.result.run_id, exc)
+        return JudgedPush(outcome)
+    return JudgedPush(outcome, found.worst, found.golden_run_id) if found is not None else JudgedPush(outcome)
 
 
 def push_files(store: Store, sources: Sequence[Source], *, uploader: str = "", channel: str = "cli",
@@ -71,7 +107,8 @@ def push_files(store: Store, sources: Sequence[Source], *, uploader: str = "", c
             report(outcome)
 
     for i, (name, data) in enumerate(named):
-        outcome, locked = _push_one(store, name, data, uploader, channel, address)
+        outcome, locked = _push_one(name, lambda data=data: store.ingest(data, uploader=uploader, channel=channel,
+                                                                         address=address))
         done(outcome)
         if locked:  # each later bundle would wait the whole busy timeout again
             for rest, _ in named[i + 1:]:
@@ -86,18 +123,22 @@ def _named(source: Source) -> tuple[str, str | Path | bytes]:
     return str(source), source
 
 
-def _push_one(store: Store, name: str, data: str | Path | bytes, uploader: str, channel: str,
-              address: str | None) -> tuple[PushOutcome, bool]:
-    """One bundle's outcome, and whether it met a lock held past the busy timeout."""
+def _push_one(name: str, ingest: Callable[[], IngestResult]) -> tuple[PushOutcome, bool]:
+    """One bundle's outcome (``ingest`` validates and stores it), and whether it met a lock held past the busy timeout."""
     try:
-        result = store.ingest(data, uploader=uploader, channel=channel, address=address)
+        result = ingest()
     except DriftboardError as exc:
-        return PushOutcome(name, "refused", error=_one_line(exc), retry=is_unavailable(exc)), is_lock_timeout(exc)
+        return refusal(name, exc), is_lock_timeout(exc)
     except Exception as exc:  # a bug, but one file must not stop the others: say so, keep the traceback in the log
         log.exception("unexpected error pushing %r", name)
         bug = f"unexpected error (a driftboard bug): {type(exc).__name__}: {_one_line(exc)}"
         return PushOutcome(name, "refused", error=bug), False
     return PushOutcome(name, "stored" if result.created else "already present", result), False
+
+
+def refusal(name: str, exc: DriftboardError) -> PushOutcome:
+    """A bundle refused for ``exc``: retry when the database failed, not the bundle."""
+    return PushOutcome(name, "refused", error=_one_line(exc), retry=is_unavailable(exc))
 
 
 def _one_line(exc: BaseException) -> str:

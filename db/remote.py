@@ -1,7 +1,7 @@
-"""The team server's HTTP API from a client: push bundles, list runs, fetch bundles and goldens.
+"""The team server's HTTP API from a client: push bundles, list runs, fetch bundles and goldens, keep explanations.
 
 ``driftboard push --server URL`` and the ``--server`` option of ``runs``,
-``compare``, ``report`` and ``golden list`` use ``TeamServer``. It needs only
+``compare``, ``report``, ``golden list`` and ``explain`` use ``TeamServer``. It needs only
 the standard library (``http.client``), so a pushing process starts fast and
 never imports torch, numpy or SQLAlchemy; comparing loads the fetched bundles
 with the library as if they were local files.
@@ -18,7 +18,8 @@ with the library as if they were local files.
   retried: the same request would be refused again. Retrying a push is safe:
   the server stores a bundle by its run id and content digest, so a push whose
   answer was lost stores nothing twice, and answers "already stored" the
-  second time.
+  second time; an explanation replaces the one of its pair, so keeping it twice
+  keeps it once.
 - Uploads stream from the file (a 64 MiB bundle is never held in memory);
   downloads are bounded by the bundle size limit.
 """
@@ -26,6 +27,7 @@ with the library as if they were local files.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import random
@@ -39,6 +41,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from driftboard.core.errors import DriftboardError, NotFoundError
 
 if TYPE_CHECKING:
+    from driftboard.core.explain.result import Explanation
     from driftboard.core.run import ArraySource, Run
     from driftboard.db.store.results import Golden, RunPage
 
@@ -46,6 +49,8 @@ TOKEN_ENV = "DRIFTBOARD_TOKEN"
 API = "/api/v1/"
 MAX_BUNDLE_BYTES = 64 * 2**20  # core.bundle.DEFAULT_LIMITS.file_bytes (not imported: it would load numpy)
 MAX_JSON_BYTES = 64 * 2**20
+MAX_EXPLANATION_BYTES = 4 * 2**20  # db.store.explanations.MAX_DOCUMENT (not imported: it would load SQLAlchemy)
+NO_EXPLANATION = "no explanation stored for"  # how the server's 404 for a pair without one begins
 TOKEN_FILE_BYTES = 4096
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 256 * 1024
@@ -192,6 +197,33 @@ class TeamServer:
     def goldens(self) -> dict[str, Any]:
         """The ``driftboard.goldens`` document."""
         return self._json("GET", "golden")
+
+    def save_explanation(self, explanation: Explanation) -> dict[str, Any]:
+        """Keep ``explanation`` with its pair of runs on the server (both stored there), replacing an older one;
+        the server's answer: ``{"baseline", "candidate", "verdict"}``. Retried safely: saving twice keeps one."""
+        body = json.dumps(explanation.to_json(), allow_nan=False, separators=(",", ":")).encode()
+        if len(body) > MAX_EXPLANATION_BYTES:
+            raise DriftboardError(f"the explanation is over the {MAX_EXPLANATION_BYTES // 2**20} MiB limit of "
+                                  "a document: not sent")
+        status, data = self._request("POST", "explanations", body=lambda: io.BytesIO(body), length=len(body),
+                                     content_type="application/json", limit=MAX_JSON_BYTES)
+        return self._parse(data, status)
+
+    def explanation(self, baseline: str, candidate: str) -> Explanation | None:
+        """The explanation kept on the server for (baseline, candidate), or None; unknown runs raise."""
+        from driftboard.core.explain.result import Explanation
+
+        try:
+            doc = self._json("GET", "explanations", urlencode({"baseline": baseline, "candidate": candidate}))
+        except ServerError as exc:
+            if exc.status == 404 and str(exc).startswith(NO_EXPLANATION):
+                return None
+            raise
+        try:
+            return Explanation.from_json(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServerError(f"{self.url} answered an explanation driftboard cannot read: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
 
     # ------------------------------------------------------------ runs for the comparing commands
 

@@ -70,6 +70,5 @@ def _changes(store: Store, previous: RunSummary | None, latest: RunSummary) -> t
     """What changed in the environment between the two runs, numerics-relevant fields only."""
     if previous is None or previous.environment.digest == latest.environment.digest:
         return ()
-    before = store.load_run(previous.run_id)[0].fingerprint
-    after = store.load_run(latest.run_id)[0].fingerprint
+    before, after = store.fingerprint(previous.run_id), store.fingerprint(latest.run_id)
     return tuple(c.text for c in diff_environments(before, after).numerics)

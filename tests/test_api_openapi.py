@@ -14,9 +14,11 @@ from collections.abc import Iterator
 import pytest
 from api_server import Server, serving
 from db_factory import make_bundle
+from explanation_factory import explanation
 
 from driftboard.dashboard.api import routes as api_routes
 
+EXPLANATION = explanation("m0001-r00001-default", "m0002-r00001-default")
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
@@ -34,6 +36,7 @@ def open_server(tmp_path_factory) -> Iterator[Server]:
 
         with Store(server.url) as store:
             store.set_golden("m0001-r00001-default", set_by="test")
+            store.save_explanation(explanation("m0001-r00001-default", "m0002-r00001-default"))
         yield server
 
 
@@ -55,8 +58,11 @@ def test_every_documented_operation_answers_as_documented(open_server: Server) -
         concrete = path.replace("{run_id}", "m0002-r00001-default")
         if path.endswith("/compare"):
             concrete += "?baseline=golden&candidate=m0002-r00001-default"
-        body = make_bundle(3, 1) if method == "POST" else None
-        answer = open_server.request(method, concrete, body, {"Content-Type": "application/octet-stream"})
+        body, kind = (make_bundle(3, 1) if method == "POST" else None), "application/octet-stream"
+        if path.endswith("/explanations"):
+            concrete += "?baseline=m0001-r00001-default&candidate=m0002-r00001-default"
+            body, kind = (json.dumps(EXPLANATION.to_json()).encode() if method == "POST" else None), "application/json"
+        answer = open_server.request(method, concrete, body, {"Content-Type": kind})
         assert answer.status in (200, 201), (base, method, concrete, answer.body[:200])
 
 

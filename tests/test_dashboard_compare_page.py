@@ -32,10 +32,13 @@ def test_explanation_is_shown_next_to_the_likely_causes(db_url: str) -> None:  #
                         "with `torch.backends.mkldnn.enabled=False`, this machine reproduces the candidate bit for "
                         "bit in 1 of 1 differing cases",
                         causes=(CauseMark("onednn", "oneDNN setting or version changed", "confirmed", "1 of 1"),),
-                        created_at="2026-11-30T19:00:00+00:00")
+                        created_at="2026-11-30T19:00:00+00:00", own=((("encoder", "cpu", "float32"), "cases.py:encoder"),),
+                        skipped=("decoder/cpu/float32: an own-model case not declared here",))
     with Store(db_url) as store:
         store.save_explanation(found)
     at = open_page("compare", baseline=GOLDEN, candidate=LAPTOP)
     assert said(at, "this machine reproduces the candidate bit for bit in 1 of 1 differing cases")
     explained = [f for f in (df.value for df in at.dataframe) if "re-runs" in f.columns]
     assert explained and list(explained[0]["re-runs"]) == ["confirmed"]
+    assert said(at, "own-model cases re-run: encoder/cpu/float32")
+    assert said(at, "not re-run: decoder/cpu/float32: an own-model case not declared here")

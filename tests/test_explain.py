@@ -137,7 +137,7 @@ def test_cli_stops_within_its_budget_writes_json_and_stores_it_with_the_pair(
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert json.loads(out.read_text()) == printed
-    assert (printed["format"], printed["schema_version"]) == ("driftboard.explanation", 1)
+    assert (printed["format"], printed["schema_version"]) == ("driftboard.explanation", 2)
     assert printed["budget_seconds"] == budget and printed["seconds"] <= budget + 2  # a running child stops at the deadline
     assert elapsed < budget + 15  # plus this command's own start and the runs' loading
     assert not printed["complete"] and any(t["status"] == "not_run" for t in printed["trials"])

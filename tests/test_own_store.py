@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -11,13 +12,23 @@ from db_factory import make_run
 from own_factory import chain, own_case
 from sqlalchemy import select, update
 
-from driftboard.core.bundle import bundle_bytes, read_bundle
+from driftboard.core import bundle_own
+from driftboard.core.bundle import DEFAULT_LIMITS, bundle_bytes, read_bundle
+from driftboard.core.bundle_own import own_from_json, own_json
 from driftboard.core.compare import compare_runs
 from driftboard.core.errors import StoreError
-from driftboard.core.run import ArrayRef
+from driftboard.core.run import (
+    ArrayRef,
+    CaseResult,
+    MemoryArrays,
+    ModuleCall,
+    OwnResult,
+    TensorRecord,
+    TensorStats,
+)
 from driftboard.db.models import ArrayRow, CaseOutcomeRow
 from driftboard.db.session import make_engine, transaction
-from driftboard.db.store import Store
+from driftboard.db.store import Store, own_blob
 from driftboard.db.store.own_blob import OWN_ENTRY
 
 X = np.random.RandomState(5).uniform(-1, 1, (6, 10)).astype(np.float32)
@@ -70,6 +81,69 @@ def test_equal_records_are_stored_once_and_deleted_with_their_last_run(fresh_db:
             store.delete_run(f"m0001-r0000{seq}-default")
         emptied = store.stats()
         assert (emptied.runs, emptied.outcomes, emptied.arrays) == (0, 0, 0)
+
+
+# The stored record is content-addressed: equal records must give the same bytes on every machine and in every
+# driftboard version, or a fleet's runs stop sharing them. The digest below is what the encoder wrote when it
+# was first pinned (2026-11-30); a change to it is a change of the stored format, not a refactoring.
+PINNED_RECORD = "c4836aacba3f68eac83832c6af35ffef55bf6008d2d4ffc2fe39da1872e07c60"
+SHA_A, SHA_B, SHA_C = "0a" * 32, "1b" * 32, "2c" * 32
+
+
+def pinned_case() -> CaseResult:
+    def stats(sha: str, **changes: object) -> TensorStats:
+        fields: dict = {"shape": (2, 3), "dtype": "float32", "sha256": sha, "nonfinite": 0, "min": -0.75,
+                        "max": 0.1 + 0.2, "mean": -0.0, "l1": 3.0, "l2": 1e-310, "sample": (0.5, -1.25e-7, 3.0)}
+        fields.update(changes)
+        return TensorStats(**fields)
+
+    kept = ArrayRef(SHA_A, "float32", (2, 3))
+    own = OwnResult(
+        source="driftboard_cases.py:enc\u00e9", title="Encoder \u00b7 \"v2\"", layers="statistics",
+        outputs=(TensorRecord("", stats(SHA_A), kept),
+                 TensorRecord("['b']", stats(SHA_B, shape=(), nonfinite=1, min=None, max=None, mean=None, l1=None,
+                                                 l2=None, sample=(float("nan"),)))),
+        modules=(
+            ModuleCall("layers.0", 1, "Linear", (TensorRecord("", stats(SHA_C)),)),
+            ModuleCall("layers.0.act\ud800", 2, "Tanh", (TensorRecord("[0]", stats(SHA_C, sample=(float("inf"), -1.0,
+                                                                                             float("-inf")))),
+                                                          TensorRecord("[1]", stats(SHA_C, shape=(0,), sample=()))),
+                       truth_rel_error=2.5e-8),
+            ModuleCall("", 1, "Encoder", ()),
+        ),
+        autocast="bfloat16", tolerance="rtol=1e-5,atol=1e-7", weights_rng=True, modules_dropped=7, inputs_rng=False,
+        hooks_change_output=True,
+    )
+    return CaseResult("enc", "cpu", "float32", SHA_A, SHA_B, kept, own=own)
+
+
+def canonical(own: OwnResult) -> bytes:
+    """The record as the encoder was first written: its manifest form, canonical JSON, ASCII."""
+    return json.dumps(own_json(own), sort_keys=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def test_the_stored_record_of_a_known_case_is_unchanged() -> None:
+    case = pinned_case()
+    blob = own_blob.encode(case)
+    assert blob.data == canonical(case.own)
+    assert (blob.sha256, hashlib.sha256(blob.data).hexdigest()) == (PINNED_RECORD, PINNED_RECORD)
+
+
+@pytest.mark.parametrize("which", ["pinned", "statistics"])
+def test_a_record_read_from_a_bundle_is_stored_as_the_one_written(which: str) -> None:
+    """Read back (the reader's fast path for statistics-mode calls, its full checks for the rest), a record
+    gives the bytes of the record that was written."""
+    if which == "pinned":
+        case = pinned_case()
+    else:
+        calls = chain(X, 40, {7: 1e-3})
+        case = own_case(MemoryArrays(), "deep", [("", calls[-1][3])], calls)
+        measured = tuple(replace(m, truth_rel_error=i * 2.5e-9) for i, m in enumerate(case.own.modules))
+        case = replace(case, own=replace(case.own, modules=measured))  # as a truth pass records them
+    read = own_from_json(json.loads(canonical(case.own)), "own", DEFAULT_LIMITS)
+    assert own_blob.encode(replace(case, own=read)).data == canonical(case.own)
+    if which == "statistics":
+        assert bundle_own._plain_modules(json.loads(canonical(case.own))["modules"]) is not None
 
 
 def test_suite_runs_are_stored_as_before(fresh_db: str) -> None:

@@ -32,9 +32,9 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, read: Any, *args: Any) -> tuple[A
     fast = outcome()
     with monkeypatch.context() as m:
         m.setattr(bundle, "json_text_is_inert", lambda text: False)
-        m.setattr(bundle, "_tree_ok", lambda value, limits: False)
-        m.setattr(bundle_own, "_plain_stats", lambda obj: None)
-        m.setattr(bundle_own, "_plain_module", lambda obj: None)
+        m.setattr(bundle, "_tree_ok", lambda value, limits: None)
+        m.setattr(bundle_own, "_plain_stats_list", lambda objs: None)
+        m.setattr(bundle_own, "_plain_modules", lambda objs: None)
         full = outcome()
     return fast, full
 
@@ -51,6 +51,10 @@ MANIFESTS = [
     '{"a": ' + "[" * (DEFAULT_LIMITS.json_depth + 1) + "]" * (DEFAULT_LIMITS.json_depth + 1) + "}",
     '{"a": ' + "[" * DEFAULT_LIMITS.json_depth + "]" * DEFAULT_LIMITS.json_depth + "}",
     '{"a": "caf\u00e9 \u00b7 ok"}', "[1, 2]", '{"a": 1,}',
+    # duplicate keys, found by counting colons when the text is inert (keys and strings holding colons too)
+    '{"t": "12:00:00", "k:1": ["a:b", {"c:": ":"}], "u": {"": ""}}', '{"a:b": 1, "a:b": 2}', '{"a": "x:y", "a": "z"}',
+    '{"a": {"b": 1}, "a": {"b": 1}}', '{"a": [{"b": 1, "b": 1}], "c": "::"}', '{"x": {"a": 1, "a": 2}, bad}',
+    '{"a": 1, "a": 2, "s": "\\u003a"}', '{"a": 1, "a": 2, "s": "\u003a"}', '{"a" : 1, "a": 2}', '{}',
 ]
 
 
@@ -114,13 +118,39 @@ MODULES = [
     module(tensors=[record(stats=stats(sample=["nan"]))]), module(tensors=[record(extra=1)]),
     module(truth_rel_error=0.5), module(truth_rel_error=-1.0), module(extra=True), module(tensors=[[]]),
     "module",
+    module(truth_rel_error=None), module(truth_rel_error=0), module(truth_rel_error=True),
+    module(truth_rel_error=float("nan")), module(truth_rel_error=float("inf")), module(truth_rel_error="0.5"),
+    module(truth_rel_error=0.5, extra=1), module(truth_rel_error=0.5, call=DROP), module(call=DROP, extra=1),
+    module(tensors=[record(stats=stats(min=DROP))]), module(tensors=[record(stats=stats(shape=[]))]),
+    module(tensors=[record(stats=stats(shape=[], sample=[0.5], nonfinite=1))]),
+    module(tensors=[record(stats=stats(shape=[2, 0], sample=[], nonfinite=0))]),
+    module(tensors=[record(stats=stats(sample=[0.0] * 6, nonfinite=6))]),
+    module(tensors=[record(stats=stats(shape=[100], sample=[0.0] * 65))]),
+    module(tensors=[record(stats=stats(shape=[1] * 8, sample=[0.0]))]),
+    module(tensors=[record(stats=stats(sha256=SHA[:-1] + "g"))]), module(tensors=[record(stats=stats(sha256=SHA + "a"))]),
+    module(tensors=[record(stats=stats(dtype=""))]), module(tensors=[record(stats=stats(dtype="x" * 129))]),
+    module(tensors=[record(stats=stats(sample=[0.5, float("nan")]))]), module(tensors=[record(stats=stats(l1=float("inf")))]),
+    module(tensors=[record(stats=[])]), module(tensors=[record(path=1)]), module(tensors=[record(), "t"]),
+    module(call=-1), module(call=2**70), module(type=""), module(type=None), module(name=1), module(tensors=None),
+    module(tensors={}), {}, [], None, 1,
 ]
 
 
 @pytest.mark.parametrize("obj", MODULES, ids=range(len(MODULES)))
 def test_module_calls_read_the_same_either_way(monkeypatch, obj):
-    fast, full = both_ways(monkeypatch, bundle_own._module, obj, "own.modules[0]", DEFAULT_LIMITS)
+    """Alone, and among plain calls (before and after them): one odd call sends the whole list the full way."""
+    for calls in ([obj], [module(), obj], [obj, module(call=2)]):
+        fast, full = both_ways(monkeypatch, bundle_own._modules, calls, "own.modules", DEFAULT_LIMITS)
+        assert fast == full
+
+
+def test_mixed_module_calls_read_the_same_either_way(monkeypatch):
+    calls = [module(), module(truth_rel_error=0.25), module(truth_rel_error=None, tensors=[]),
+             module(name="b", call=3, tensors=[record(path=f"[{i}]") for i in range(bundle_own.MAX_CALL_TENSORS)])]
+    fast, full = both_ways(monkeypatch, bundle_own._modules, calls, "own.modules", DEFAULT_LIMITS)
     assert fast == full
+    assert [m.truth_rel_error for m in fast] == [None, 0.25, None, None]
+    assert [len(m.tensors) for m in fast] == [1, 1, 0, bundle_own.MAX_CALL_TENSORS]
 
 
 def test_a_whole_own_case_reads_the_same_either_way(monkeypatch):
@@ -135,7 +165,11 @@ def test_what_capture_writes_takes_the_fast_paths():
     """The comparisons above are not empty: plain input really goes the fast way."""
     assert bundle_own._plain_stats(stats()) is not None
     assert bundle_own._plain_stats(stats(min=1)) is None  # an integer figure: the full check converts it
-    assert bundle_own._plain_module(module()) is not None
-    assert bundle_own._plain_module(module(truth_rel_error=0.5)) is None  # a key it does not know
-    assert bundle._tree_ok(json.loads(MANIFESTS[0]), DEFAULT_LIMITS)
-    assert not bundle._tree_ok({"a": float("nan")}, DEFAULT_LIMITS)
+    assert bundle_own._plain_stats(stats(min=DROP)) is None  # capture writes every key
+    assert bundle_own._plain_modules([module(), module(truth_rel_error=0.5)]) is not None
+    assert bundle_own._plain_modules([module(), module(extra=True)]) is None  # a key it does not know
+    assert bundle._tree_ok(json.loads(MANIFESTS[0]), DEFAULT_LIMITS) is not None
+    assert bundle._tree_ok({"a": float("nan")}, DEFAULT_LIMITS) is None
+    plain = '{"t": "12:00:00", "k:1": ["a:b", {"c:": ":"}]}'
+    assert bundle._parse_plain(plain, DEFAULT_LIMITS) == json.loads(plain)
+    assert bundle._parse_plain('{"a": "x:y", "a": "z"}', DEFAULT_LIMITS) is None  # a duplicate: the full parse says so

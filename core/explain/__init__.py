@@ -2,7 +2,8 @@
 
 The planning (``knobs``), the matching (``match``), the finding (``conclude``)
 and its JSON (``result``) import no torch, so the store and the dashboard read
-stored explanations; ``rerun`` starts the capture child processes.
+stored explanations; ``rerun`` starts the capture child processes, and ``own``
+finds the team's own cases this machine declares (importing its cases file).
 """
 
 from __future__ import annotations

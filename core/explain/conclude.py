@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from driftboard.core.compare.causes import FIELD_RULES
 from driftboard.core.compare.runs import RunComparison
 from driftboard.core.explain.result import (
+    NOT_BUILT_ALIKE,
     RULE_KNOBS,
     UNEXPLAINED,
     CaseKey,
@@ -27,8 +28,12 @@ from driftboard.core.explain.result import (
 
 def conclude(comparison: RunComparison, this_side: str, differing: Sequence[CaseKey], trials: Sequence[TrialResult],
              knobs: Sequence[KnobStatus], *, not_reproduced: Sequence[CaseKey] = (), skipped: Sequence[str] = (),
-             budget: float | None = None, seconds: float = 0.0) -> Explanation:
-    """The explanation of ``comparison`` from ``trials`` (the unmodified re-run first)."""
+             budget: float | None = None, seconds: float = 0.0,
+             own: Sequence[tuple[CaseKey, str]] = ()) -> Explanation:
+    """The explanation of ``comparison`` from ``trials`` (the unmodified re-run first).
+
+    ``own``: the differing own-model cases among ``differing``, each with where its factory was found.
+    """
     other = "candidate" if this_side == "baseline" else "baseline"
     n = len(differing)
     complete = all(t.status != "not_run" for t in trials) and all(k.status != "not_run" for k in knobs)
@@ -37,7 +42,11 @@ def conclude(comparison: RunComparison, this_side: str, differing: Sequence[Case
     best = max(done, key=lambda t: (t.count("bitwise"), len(_gains(t, floor)), -len(t.settings)), default=None)
     if best is not None and not _gains(best, floor):
         best = None
-    if not n:
+    if not n and skipped:
+        verdict = "inconclusive"
+        summary = (f"no differing case could be re-run here: {len(skipped)} own-model case(s) are not declared on "
+                   "this machine (pass their --model or --cases)")
+    elif not n:
         verdict, summary = "nothing_differs", f"nothing differs between the baseline and the candidate under " \
                                               f"{comparison.policy}: there is nothing to explain"
     elif not trials or trials[0].status == "not_run":
@@ -49,6 +58,11 @@ def conclude(comparison: RunComparison, this_side: str, differing: Sequence[Case
         summary = (f"the capture is not reproducible here: with its own recorded settings this machine does not "
                    f"reproduce the {this_side}'s outputs bit for bit in {len(not_reproduced)} of {n} differing cases "
                    f"(is it the machine that recorded the {this_side}?)")
+        rebuilt = [c for c in trials[0].cases if c.match in NOT_BUILT_ALIKE]
+        if rebuilt:
+            what = " and ".join(sorted({c.match.removesuffix("_differ") for c in rebuilt}))
+            summary += (f"; in {len(rebuilt)} of them the re-run built other {what} than were recorded "
+                        "(has the model changed since it was captured?)")
     elif best is not None:
         bitwise = best.count("bitwise")
         within = len(_gains(best, floor)) - bitwise
@@ -71,7 +85,9 @@ def conclude(comparison: RunComparison, this_side: str, differing: Sequence[Case
         verdict = "inconclusive"
         summary = (f"no setting tried within the budget explains it ({ran} of {len(trials)} settings ran); "
                    "run again with a larger --budget")
-    causes = tuple(_mark(c.rule, c.title, c.cases or tuple(differing), trials, knobs, floor) for c in comparison.causes)
+    rerun = set(differing)  # a cause's cases that were not re-run (own ones declared nowhere here) prove nothing
+    causes = tuple(_mark(c.rule, c.title, [k for k in c.cases if k in rerun] if c.cases else differing, trials, knobs,
+                         floor, bool(c.cases)) for c in comparison.causes)
     confirmed = {c.rule for c in causes if c.status == "confirmed"}
     remaining = tuple(c.text for c in comparison.env.numerics
                       if not any(r.id in confirmed and r.matches(c.key) for r in FIELD_RULES))
@@ -81,11 +97,11 @@ def conclude(comparison: RunComparison, this_side: str, differing: Sequence[Case
         trials=tuple(trials), knobs=tuple(knobs), causes=causes,
         remaining=remaining if verdict not in ("explained", "nothing_differs") else (),
         skipped=tuple(skipped), budget=budget, seconds=seconds, complete=complete,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"), best=best,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), best=best, own=tuple(own),
     )
 
 
-_RANK = {"missing": 0, "differs": 1, "within": 2, "bitwise": 3}
+_RANK = {"missing": 0, "weights_differ": 0, "inputs_differ": 0, "differs": 1, "within": 2, "bitwise": 3}
 
 
 def _gains(trial: TrialResult, floor: dict[CaseKey, str], keys: Sequence[CaseKey] | None = None) -> list[CaseKey]:
@@ -95,10 +111,12 @@ def _gains(trial: TrialResult, floor: dict[CaseKey, str], keys: Sequence[CaseKey
 
 
 def _mark(rule: str, title: str, cases: Sequence[CaseKey], trials: Sequence[TrialResult],
-          knobs: Sequence[KnobStatus], floor: dict[CaseKey, str]) -> CauseMark:
+          knobs: Sequence[KnobStatus], floor: dict[CaseKey, str], named: bool = False) -> CauseMark:
     wanted = RULE_KNOBS.get(rule)
     if not wanted:
         return CauseMark(rule, title, "untested", "no setting of this machine can test it")
+    if named and not cases:  # it named cases, none of them re-run
+        return CauseMark(rule, title, "untested", "none of its cases was re-run here")
     tried = [t for t in trials[1:] if t.status == "done" and set(t.knobs) & set(wanted)]
     if not tried:
         why = [k.reason or k.status.replace("_", " ") for k in knobs if k.knob in wanted]

@@ -2,15 +2,17 @@
 
 Each setting is one ``driftboard capture`` child process (``core/variant_process``,
 the machinery ``capture --sweep`` uses) that runs every differing case once,
-two processes at a time. This machine's own recorded settings, which must
-reproduce its own outputs, and each knob toggled alone; then, unless one knob
+two processes at a time: the reference suite's, and the team's own models'
+that this machine declares (``own.py``). This machine's own recorded settings,
+which must reproduce its own outputs, and each knob toggled alone; then, unless one knob
 already reproduces every case bit for bit, pairs of the knobs that moved
 something. Each re-run is matched with the OTHER run's recorded outputs. A
 budget bounds the wall time: a setting that does not fit is not started, and a
 running one is stopped at the deadline.
 
-This module starts processes and reads bundles; the children import torch, it
-does not.
+This module starts processes and reads bundles; the children import torch.
+It does too only to find the own cases this machine declares, when one of them
+differs (``own.py`` imports the cases file).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from driftboard.core.compare.runs import compare_runs
 from driftboard.core.errors import DriftboardError
 from driftboard.core.explain.conclude import conclude
 from driftboard.core.explain.knobs import Plan, Setting, Trial, plan
-from driftboard.core.explain.match import match_cases, output_digests
+from driftboard.core.explain.match import built_digests, match_cases, output_digests
+from driftboard.core.explain.own import OwnCases, OwnPlan, plan_own
 from driftboard.core.explain.result import CaseKey, Explanation, KnobStatus, TrialResult
 from driftboard.core.run import ArraySource, Run
 from driftboard.core.variant_process import VariantTimeout, capture_variant
@@ -72,35 +75,68 @@ def _machine_id(run: Run) -> object:
 
 def explain_runs(baseline: Run, baseline_arrays: ArraySource, candidate: Run, candidate_arrays: ArraySource, *,
                  this_side: str, policy: Policy | None = None, budget: float | None = None,
-                 progress: Progress | None = None, workdir: Path | None = None) -> Explanation:
-    """Re-run the cases that differ between the two runs on this machine, knob by knob, and explain."""
+                 progress: Progress | None = None, workdir: Path | None = None,
+                 own: OwnCases = OwnCases()) -> Explanation:
+    """Re-run the cases that differ between the two runs on this machine, knob by knob, and explain.
+
+    ``own``: how this machine declares the team's own cases (as ``capture`` takes them).
+    """
     if this_side not in SIDES:
         raise DriftboardError(f"this machine must be baseline or candidate, not {this_side!r}")
     check_pair(baseline, candidate)
     start = time.monotonic()
     comparison = compare_runs(baseline, baseline_arrays, candidate, candidate_arrays, policy)
     changed = [c for c in comparison.cases if c.verdict.changed]
-    differing = [c.key for c in changed if c.kind == "suite"]
-    skipped = [f"{'/'.join(c.key)}: an own-model case (re-run it with its cases file: not done by explain)"
-               for c in changed if c.kind != "suite"]
     sides = {"baseline": (baseline, baseline_arrays), "candidate": (candidate, candidate_arrays)}
     this, this_arrays = sides[this_side]
     other, other_arrays = sides["candidate" if this_side == "baseline" else "baseline"]
+    recorded = {c.key: c for c in this.cases}
+    own_plan = plan_own([recorded[c.key] for c in changed if c.kind != "suite" and c.key in recorded], own)
+    differing = [c.key for c in changed if c.kind == "suite" or c.key in own_plan.keys]
     the_plan = plan(this, other)
     if not differing:
         knobs = [KnobStatus(k.knob, "not_applicable" if k.not_applicable else "not_needed",
                             k.not_applicable or "nothing differs") for k in the_plan.knobs]
-        return conclude(comparison, this_side, differing, [], knobs, skipped=skipped, budget=budget,
+        return conclude(comparison, this_side, differing, [], knobs, skipped=own_plan.skipped, budget=budget,
                         seconds=time.monotonic() - start)
-    runner = _Runner(differing, other, other_arrays, comparison.policy, budget, start, progress, workdir)
+    args = _child_args(this, [k for k in differing if k not in own_plan.keys], own_plan)
+    runner = _Runner(differing, other, other_arrays, built_digests(this, differing), comparison.policy, budget, start,
+                     progress, workdir, args)
     try:
-        return _explain(runner, the_plan, comparison, this_side, this, this_arrays, differing, skipped, budget, start)
+        return _explain(runner, the_plan, comparison, this_side, this, this_arrays, differing, own_plan, budget, start)
     finally:
         runner.close()
 
 
+def _child_args(this: Run, suite_keys: Sequence[CaseKey], own: OwnPlan) -> list[str]:
+    """What each child captures: the differing cases only, once each, no float64 truth.
+
+    A re-run is evidence, not a bundle worth keeping. Own cases record no
+    module calls (their outputs come from the plain forward either way), and
+    training cases follow the recipe this machine recorded (steps, seed).
+    """
+    which = "all" if suite_keys and own.keys else "own" if own.keys else "reference"
+    case_ids = [*dict.fromkeys(k[0] for k in suite_keys), *own.names]
+    devices = dict.fromkeys(k[1] for k in (*suite_keys, *own.keys))
+    args = ["--repeats", "1", "--suite", which, "--no-truth", "--label", "driftboard explain",
+            *(f"--case={c}" for c in case_ids), *(f"--device={d}" for d in devices)]
+    if own.keys:
+        args += ["--layers", "none", *own.args]
+    settings = this.settings or {}
+    training, seeding = settings.get("training"), settings.get("seeding")
+    steps = training.get("steps") if isinstance(training, dict) else None
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        args += ["--steps", str(steps)]
+    seed = seeding.get("seed", 0) if isinstance(seeding, dict) else 0
+    if seed is None:
+        args.append("--no-seed")
+    elif isinstance(seed, int) and not isinstance(seed, bool):
+        args += ["--seed", str(seed)]
+    return args
+
+
 def _explain(runner: _Runner, the_plan: Plan, comparison: object, this_side: str, this: Run, this_arrays: ArraySource,
-             differing: list[CaseKey], skipped: list[str], budget: float | None, start: float) -> Explanation:
+             differing: list[CaseKey], own: OwnPlan, budget: float | None, start: float) -> Explanation:
     singles = the_plan.singles()
     runner.total = 1 + len(singles)
     # The unmodified re-run and every single knob at once (two processes at a time): the unmodified one
@@ -109,9 +145,9 @@ def _explain(runner: _Runner, the_plan: Plan, comparison: object, this_side: str
     unmodified_run = first[0]
     not_reproduced: list[CaseKey] = []
     if unmodified_run.bundle is not None:
-        own = match_cases(differing, this, this_arrays, unmodified_run.bundle.run, unmodified_run.bundle.arrays,
-                          runner.policy)
-        not_reproduced = [m.key for m in own if m.match != "bitwise"]
+        again = match_cases(differing, this, this_arrays, unmodified_run.bundle.run, unmodified_run.bundle.arrays,
+                            runner.policy, here=runner.here)
+        not_reproduced = [m.key for m in again if m.match != "bitwise"]
     unmodified = runner.result(unmodified_run, None)
     trials = [unmodified]
     if unmodified_run.bundle is not None and not not_reproduced:
@@ -129,7 +165,7 @@ def _explain(runner: _Runner, the_plan: Plan, comparison: object, this_side: str
     runner.finish()
     knobs = _knob_statuses(the_plan, trials)
     return conclude(comparison, this_side, differing, trials, knobs, not_reproduced=not_reproduced,  # type: ignore[arg-type]
-                    skipped=skipped, budget=budget, seconds=time.monotonic() - start)
+                    skipped=own.skipped, budget=budget, seconds=time.monotonic() - start, own=own.sources)
 
 
 def _knob_statuses(the_plan: Plan, trials: Sequence[TrialResult]) -> list[KnobStatus]:
@@ -163,19 +199,16 @@ class _Ran:
 class _Runner:
     """Runs settings in fresh processes, ``WORKERS`` at a time, inside the budget, reporting progress."""
 
-    def __init__(self, differing: list[CaseKey], other: Run, other_arrays: ArraySource, policy: Policy,
-                 budget: float | None, start: float, progress: Progress | None, workdir: Path | None) -> None:
+    def __init__(self, differing: list[CaseKey], other: Run, other_arrays: ArraySource,
+                 here: dict[CaseKey, tuple[str, str]], policy: Policy, budget: float | None, start: float,
+                 progress: Progress | None, workdir: Path | None, args: list[str]) -> None:
         self.differing, self.other, self.other_arrays, self.policy = differing, other, other_arrays, policy
+        self.here, self.args = here, args  # this machine's recorded weights and inputs; the children's options
         self.deadline = None if budget is None else start + budget
         self.progress, self.done, self.total = progress, 0, 0
         self.durations: list[float] = []
         self.lock = threading.Lock()
         self.directory = Path(tempfile.mkdtemp(prefix="driftboard-explain-", dir=workdir))
-        case_ids = list(dict.fromkeys(k[0] for k in differing))
-        devices = list(dict.fromkeys(k[1] for k in differing))
-        # Reference cases only, once each, no float64 truth: a re-run is evidence, not a bundle worth keeping.
-        self.args = ["--repeats", "1", "--suite", "reference", "--no-truth", "--label", "driftboard explain",
-                     *(f"--case={c}" for c in case_ids), *(f"--device={d}" for d in devices)]
 
     def run_all(self, trials: Sequence[Trial]) -> list[_Ran]:
         if not trials:
@@ -220,7 +253,7 @@ class _Runner:
         if ran.bundle is None:
             return TrialResult(ran.trial.variant, ran.trial.settings, ran.status, ran.seconds, error=ran.error)  # type: ignore[arg-type]
         cases = match_cases(self.differing, self.other, self.other_arrays, ran.bundle.run, ran.bundle.arrays,
-                            self.policy, reference)
+                            self.policy, reference, self.here)
         return TrialResult(ran.trial.variant, ran.trial.settings, "done", ran.seconds, cases)
 
     def finish(self) -> None:
@@ -231,4 +264,4 @@ class _Runner:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-__all__ = ["SIDES", "Setting", "check_pair", "explain_runs", "this_machine"]
+__all__ = ["SIDES", "OwnCases", "Setting", "check_pair", "explain_runs", "this_machine"]

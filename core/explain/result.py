@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from driftboard.core.documents import document
+from driftboard.core.documents import FORMATS, document
 from driftboard.core.explain.knobs import KNOB_TITLES, Setting, Trial
 
 CaseKey = tuple[str, str, str]
-Match = Literal["bitwise", "within", "differs", "missing"]
+Match = Literal["bitwise", "within", "differs", "missing", "weights_differ", "inputs_differ"]
+# a re-run that built other weights or inputs than this machine recorded: never a match
+NOT_BUILT_ALIKE = {"weights_differ": "weights differ here", "inputs_differ": "inputs differ here"}
 TrialStatus = Literal["done", "failed", "not_run"]
 VERDICTS = ("explained", "within_tolerance", "partly", "unexplained", "inconclusive", "nothing_differs",
             "not_reproducible")
@@ -142,6 +144,7 @@ class Explanation:
     complete: bool = True  # every planned setting ran (False: stopped by the budget)
     created_at: str = ""
     best: TrialResult | None = field(default=None, compare=False)
+    own: tuple[tuple[CaseKey, str], ...] = ()  # the differing own-model cases re-run, each with its factory here
 
     def to_json(self) -> dict[str, Any]:
         return document(FORMAT, {
@@ -153,6 +156,7 @@ class Explanation:
             "summary": self.summary,
             "best": self.best.variant if self.best else None,
             "differing": [list(k) for k in self.differing],
+            "own_cases": [{"case": list(k), "source": source} for k, source in self.own],
             "trials": [t.to_json() for t in self.trials],
             "knobs": [k.to_json() for k in self.knobs],
             "causes": [c.to_json() for c in self.causes],
@@ -168,6 +172,10 @@ class Explanation:
     def from_json(cls, data: Mapping[str, Any]) -> Explanation:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document")
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or version > FORMATS[FORMAT]:
+            raise ValueError(f"{FORMAT} schema_version {version!r} is newer than this driftboard reads "
+                             f"({FORMATS[FORMAT]}): upgrade driftboard")
         trials = tuple(TrialResult.from_json(t) for t in data.get("trials", ()))
         best = next((t for t in trials if t.variant == data.get("best")), None)
         return cls(str(data["baseline"]), str(data["candidate"]), data["this_machine"], str(data["policy"]),
@@ -176,7 +184,8 @@ class Explanation:
                    tuple(CauseMark.from_json(c) for c in data.get("causes", ())),
                    tuple(map(str, data.get("remaining_differences", ()))), tuple(map(str, data.get("skipped", ()))),
                    data.get("budget_seconds"), float(data.get("seconds", 0.0)), bool(data.get("complete", True)),
-                   str(data.get("created_at", "")), best)
+                   str(data.get("created_at", "")), best,
+                   tuple((_key(o["case"]), str(o["source"])) for o in data.get("own_cases", ())))
 
     def lines(self) -> list[str]:
         """The finding for a terminal or a page: summary, causes, then what was not tested."""
@@ -185,6 +194,11 @@ class Explanation:
         out += [f"not applicable here: {KNOB_TITLES.get(k.knob, k.knob)} ({k.reason})"
                 for k in self.knobs if k.status == "not_applicable"]
         out += [f"not run: {KNOB_TITLES.get(k.knob, k.knob)} ({k.reason})" for k in self.knobs if k.status == "not_run"]
+        if self.own:
+            out.append("own-model cases re-run: " + ", ".join(f"{'/'.join(k)} ({source})" for k, source in self.own))
+        out += [f"not judged: {'/'.join(c.key)} under {t.label}: {NOT_BUILT_ALIKE[c.match]}"
+                for t in self.trials for c in t.cases if c.match in NOT_BUILT_ALIKE]
+        out += [f"not re-run: {line}" for line in self.skipped]
         return out
 
 

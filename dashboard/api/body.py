@@ -1,7 +1,8 @@
 """A pushed bundle's body, streamed to a temporary file within the push limits and a read timeout.
 
 The bundle limit is ``core.bundle.DEFAULT_LIMITS.file_bytes``, the one
-``driftboard push`` and the Upload page apply. A ``Content-Length`` over it
+``driftboard push`` and the Upload page apply; another body (an explanation)
+names its own limit and what it is (``BodyLimits.sized``). A ``Content-Length`` over it
 is refused (413) before a byte is read; a body without one (chunked) is
 refused as soon as it passes the limit. Memory stays one chunk whatever the
 size. A body that stalls is abandoned: no chunk for ``idle`` seconds, or not
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from starlette.requests import ClientDisconnect, Request
@@ -36,11 +37,17 @@ class BodyLimits:
     max_bytes: int = DEFAULT_LIMITS.file_bytes
     idle: float = 30.0  # seconds without a byte
     total: float = 600.0  # seconds for the whole body (64 MiB at ~110 kB/s)
+    what: str = "bundle"  # what the body is, in messages
+    upload: str = "a push"
 
     @classmethod
     def from_env(cls) -> BodyLimits:
         """The defaults, or shorter timeouts named in the environment (tests, a small deployment)."""
         return cls(idle=_seconds(IDLE_ENV, cls.idle), total=_seconds(TOTAL_ENV, cls.total))
+
+    def sized(self, max_bytes: int, what: str, upload: str) -> BodyLimits:
+        """These timeouts for another kind of body: its own size limit and names."""
+        return replace(self, max_bytes=max_bytes, what=what, upload=upload)
 
 
 def _seconds(name: str, default: float) -> float:
@@ -55,15 +62,15 @@ async def receive_to_file(request: Request, limits: BodyLimits) -> Path:
     """The body in a new temporary file (the caller removes it), or an ``ApiError`` with nothing left behind."""
     declared = _declared_length(request)
     if declared is not None and declared > limits.max_bytes:
-        raise ApiError(413, f"the bundle is {fmt_bytes(declared)}, over the {fmt_bytes(limits.max_bytes)} limit "
-                            "of a push", CLOSE)
+        raise ApiError(413, f"the {limits.what} is {fmt_bytes(declared)}, over the {fmt_bytes(limits.max_bytes)} "
+                            f"limit of {limits.upload}", CLOSE)
     fd, name = tempfile.mkstemp(prefix="driftboard-api-", suffix=".driftboard")
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
             size = await _copy(request, out, limits)
         if size == 0:
-            raise ApiError(422, "the request body is empty: send a bundle's bytes")
+            raise ApiError(422, f"the request body is empty: send the {limits.what}")
         if declared is not None and size != declared:
             raise ApiError(400, f"the body ended after {size} of {declared} bytes: the upload was cut off")
         return path
@@ -88,12 +95,13 @@ async def _copy(request: Request, out: object, limits: BodyLimits) -> int:
                 return size
             except TimeoutError:
                 raise ApiError(408, f"the body was not sent in time (nothing for {limits.idle:g} s, or not all "
-                                    f"within {limits.total:g} s): push again", CLOSE) from None
+                                    f"within {limits.total:g} s): send it again", CLOSE) from None
             except ClientDisconnect:
-                raise ApiError(400, "the client disconnected before the whole bundle was sent", CLOSE) from None
+                raise ApiError(400, f"the client disconnected before the whole {limits.what} was sent", CLOSE) from None
             size += len(chunk)
             if size > limits.max_bytes:
-                raise ApiError(413, f"the bundle is over the {fmt_bytes(limits.max_bytes)} limit of a push", CLOSE)
+                raise ApiError(413, f"the {limits.what} is over the {fmt_bytes(limits.max_bytes)} limit of {limits.upload}",
+                               CLOSE)
             out.write(chunk)  # type: ignore[attr-defined]
     finally:
         with contextlib.suppress(Exception):

@@ -2,15 +2,16 @@
 
 Database work runs in Starlette's thread pool (the store is synchronous);
 the body of a push is read asynchronously first (``body``), so a slow
-client holds no thread. The store is the server's shared one
+client holds no thread, then validated, stored and judged in a worker
+process (``db.push_workers``). The store is the server's shared one
 (``db.store.shared_store`` of ``$DRIFTBOARD_DATABASE_URL``, which
 ``driftboard serve`` sets), the same the dashboard's pages use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from driftboard.core.errors import DriftboardError, NotFoundError
+from driftboard.core.errors import NotFoundError
 from driftboard.dashboard.api import PREFIX
 from driftboard.dashboard.api.access import Caller, authorize
 from driftboard.dashboard.api.body import BodyLimits, receive_to_file
 from driftboard.dashboard.api.responses import ApiError, Handler, error_response, guarded, json_response
+from driftboard.db.push import JudgedPush
 from driftboard.db.store import DEFAULT_GOLDEN, DEFAULT_POLICY, MAX_PER_PAGE, PER_PAGE, RunFilter, Store, shared_store
-
-log = logging.getLogger(__name__)
 
 OPENAPI = Path(__file__).with_name("openapi.json")
 BUNDLE_TYPE = "application/octet-stream"
+JSON_TYPE = "application/json"
+RUN_ID_CHARS = 64  # the runs.run_id column
 
 
 def store() -> Store:
@@ -211,26 +213,33 @@ async def goldens(request: Request) -> Response:
 
 @guarded
 async def push(request: Request) -> Response:
-    """A bundle as the body: 201 stored, 200 already stored, 4xx refused with nothing stored."""
+    """A bundle as the body: 201 stored, 200 already stored, 4xx refused with nothing stored.
+
+    The bundle is validated, stored and judged in one of the server's push worker processes
+    (``db.push_workers``), so this process, which serves the pages too, only receives it.
+    """
+    from driftboard.db.push_workers import BrokenProcessPool, push_workers
+
     caller = await authorize(request, "upload")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != BUNDLE_TYPE:  # a browser cannot send this type to another site without asking first (CORS)
         raise ApiError(415, f"send the bundle as Content-Type: {BUNDLE_TYPE}")
     path = await receive_to_file(request, BodyLimits.from_env())
     try:
-        answer = await run_in_threadpool(_push_file, path, caller)
+        workers = push_workers((await run_in_threadpool(store)).url)
+        # The store logs the push in the write log, in the transaction that stores it: who, "api", from where.
+        judged = await asyncio.wrap_future(workers.submit(path, name="the request body", uploader=caller.name,
+                                                          channel="api", address=caller.address))
+    except BrokenProcessPool:
+        raise ApiError(503, "the push was interrupted: the server's worker process stopped; push again later "
+                            "(a bundle already stored is answered 200)", {"Retry-After": "5"}) from None
     finally:
         path.unlink(missing_ok=True)
-    return json_response(answer, 201 if answer["stored"] else 200)
+    return json_response(_push_answer(judged), 201 if judged.outcome.status == "stored" else 200)
 
 
-def _push_file(path: Path, caller: Caller) -> dict[str, Any]:
-    from driftboard.db.push import push_files
-
-    s = store()
-    # The store logs the push in the write log, in the transaction that stores it: who, "api", from where.
-    (outcome,) = push_files(s, [("the request body", path)], uploader=caller.name, channel="api",
-                            address=caller.address)
+def _push_answer(judged: JudgedPush) -> dict[str, Any]:
+    outcome = judged.outcome
     if outcome.result is None:
         if outcome.retry:
             raise ApiError(503, f"not stored, the database is busy: {outcome.error}; push again later",
@@ -238,18 +247,69 @@ def _push_file(path: Path, caller: Caller) -> dict[str, Any]:
         status = 500 if outcome.error.startswith("unexpected error") else 422
         raise ApiError(status, f"not stored: {outcome.error}")
     result = outcome.result
-    verdict, golden = _verdict(s, result.run_id)
-    return {"run_id": result.run_id, "stored": result.created, "verdict": verdict, "golden": golden}
+    return {"run_id": result.run_id, "stored": result.created, "verdict": judged.verdict, "golden": judged.golden}
 
 
-def _verdict(s: Store, run_id: str) -> tuple[str | None, str | None]:
-    """The run's worst verdict against its golden, and that golden; (None, None) when none applies or it failed."""
+@guarded
+async def save_explanation(request: Request) -> Response:
+    """A ``driftboard.explanation`` document as the body, kept with its pair of stored runs (an older one replaced).
+
+    An uploader's action, like a push: a member who may push runs may keep what ``driftboard explain``
+    found for them. The body is checked in full before anything is stored; the write log records it.
+    """
+    from driftboard.db.store.explanations import MAX_DOCUMENT
+
+    caller = await authorize(request, "upload")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != JSON_TYPE:  # a browser cannot send this type to another site without asking first (CORS)
+        raise ApiError(415, f"send the explanation as Content-Type: {JSON_TYPE}")
+    limits = BodyLimits.from_env().sized(MAX_DOCUMENT, "explanation", "an explanation")
+    path = await receive_to_file(request, limits)
     try:
-        found = s.verdict(run_id)
-    except DriftboardError as exc:  # stored all the same: the client learns the verdict from compare
-        log.warning("api: run %s stored, its verdict not computed: %s", run_id, exc)
-        return None, None
-    return (found.worst, found.golden_run_id) if found is not None else (None, None)
+        data = path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+    return json_response(await run_in_threadpool(_keep_explanation, data, caller), 201)
+
+
+def _keep_explanation(data: bytes, caller: Caller) -> dict[str, Any]:
+    from driftboard.core.errors import ExplanationError
+    from driftboard.db.store.explanations import read_explanation
+
+    try:
+        found = read_explanation(data)
+    except ExplanationError as exc:
+        raise ApiError(422, f"not stored: {exc}") from None
+    s = store()
+    for side, run_id in (("baseline", found.baseline), ("candidate", found.candidate)):
+        if _stored_id(s, run_id) != run_id:  # a prefix finds a run, but the document must name it in full
+            raise NotFoundError(f"not stored: no run {run_id[:64]!r} (the explanation's {side}) on this server: "
+                                "push it first")
+    s.save_explanation(found, actor=caller.name, channel="api", address=caller.address)
+    return {"baseline": found.baseline, "candidate": found.candidate, "verdict": found.verdict}
+
+
+def _stored_id(s: Store, run_id: str) -> str | None:
+    try:
+        return s.run(run_id).run_id if len(run_id) <= RUN_ID_CHARS else None
+    except NotFoundError:
+        return None
+
+
+@guarded
+async def show_explanation(request: Request) -> Response:
+    """The explanation kept for a pair of stored runs, as ``driftboard explain --json`` printed it."""
+    from driftboard.db.remote import NO_EXPLANATION
+
+    await authorize(request, "view")
+    baseline, candidate = _text(request, "baseline"), _text(request, "candidate")
+    if not baseline or not candidate:
+        raise ApiError(400, "give both query parameters: baseline and candidate (run ids)")
+    found = await run_in_threadpool(lambda: store().explanation(baseline, candidate))
+    if found is None:
+        raise ApiError(404, f"{NO_EXPLANATION} {baseline} (baseline) and {candidate} (candidate): "
+                            f"run driftboard explain --server URL {baseline} {candidate}")
+    return json_response(found.to_json())
 
 
 # path -> method -> handler: every operation of the API, as openapi.json describes them
@@ -261,6 +321,7 @@ OPERATIONS: dict[str, dict[str, Handler]] = {
     f"{PREFIX}/runs/{{run_id}}/bundle": {"GET": download_bundle},
     f"{PREFIX}/compare": {"GET": compare},
     f"{PREFIX}/golden": {"GET": goldens},
+    f"{PREFIX}/explanations": {"GET": show_explanation, "POST": save_explanation},
 }
 
 

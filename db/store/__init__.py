@@ -15,13 +15,13 @@ from __future__ import annotations
 import atexit
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
 from driftboard.core.bundle import DEFAULT_LIMITS, Bundle, Limits, read_bounded, read_bundle
 from driftboard.core.errors import NotFoundError
-from driftboard.core.run import CaseResult, Run
+from driftboard.core.run import ArraySource, CaseResult, Run
 from driftboard.db.migrate import ensure_schema
 from driftboard.db.session import database_url, make_engine, redacted
 from driftboard.db.store import delete as _delete
@@ -37,6 +37,7 @@ from driftboard.db.store import write_log as _write_log
 # _decompress, _outcome_row and _stored_form: the names older imports (tests) use, re-exported.
 from driftboard.db.store.arrays import CODEC, DbArrays
 from driftboard.db.store.arrays import decompress as _decompress  # noqa: F401
+from driftboard.db.store.golden_runs import GoldenRuns
 from driftboard.db.store.ingest import ENV_COLUMNS, _outcome_row, _stored_form, device_class  # noqa: F401
 from driftboard.db.store.open_stores import OpenStores
 from driftboard.db.store.queries import MAX_PER_PAGE, PER_PAGE
@@ -89,6 +90,7 @@ class Store:
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
         create = self.dialect == "sqlite" if create_if_empty is None else create_if_empty
+        self._golden_runs = GoldenRuns()  # goldens kept by content, for judging pushes (``pushed_verdict``)
         try:
             ensure_schema(self.engine, self.url, create_if_empty=create)
         except BaseException:
@@ -135,6 +137,10 @@ class Store:
     def run(self, run_id: str) -> RunSummary:
         """One stored run (``run_id`` or an unambiguous prefix of it)."""
         return _queries.run(self.engine, run_id)
+
+    def fingerprint(self, run_id: str) -> dict[str, Any]:
+        """The run's environment fingerprint, without loading its cases."""
+        return _queries.fingerprint(self.engine, run_id)
 
     def machines(self) -> tuple[MachineSummary, ...]:
         return _queries.machines(self.engine)
@@ -190,9 +196,10 @@ class Store:
         """Remove a run, and the outcomes, arrays and environment no other run uses; logged as ``actor``."""
         return _delete.delete_run(self.engine, run_id, Origin(actor, channel, address))
 
-    def save_explanation(self, explanation: Explanation) -> None:
-        """Keep what ``driftboard explain`` found with its pair of runs (replacing an older one)."""
-        _explanations.save_explanation(self.engine, explanation)
+    def save_explanation(self, explanation: Explanation, *, actor: str = "", channel: str = _write_log.CLI,
+                         address: str | None = None) -> None:
+        """Keep what ``driftboard explain`` found with its pair of runs (replacing an older one), logged."""
+        _explanations.save_explanation(self.engine, explanation, Origin(actor, channel, address))
 
     def explanation(self, baseline: str, candidate: str) -> Explanation | None:
         """The explanation kept for (baseline, candidate), if any."""
@@ -244,6 +251,11 @@ class Store:
         None when no golden applies to the run, or the run has no cases (imported).
         """
         return _verdicts.verdict(self.engine, run_id, golden=golden, policy=policy)
+
+    def pushed_verdict(self, run: Run, arrays: ArraySource) -> VerdictSummary | None:
+        """``verdict`` of a run just stored, judged from its validated bundle's run and arrays in memory,
+        against its golden kept in memory by content (which golden applies is looked up each time)."""
+        return _verdicts.pushed_verdict(self.engine, run, arrays, self._golden_runs)
 
     def refresh_verdicts(self, *, golden: str = DEFAULT_GOLDEN, policy: str | None = None,
                          run_ids: Sequence[str] | None = None) -> int:

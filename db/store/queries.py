@@ -113,6 +113,16 @@ def case_results(engine: Engine, run_id: str) -> tuple[CaseResult, ...]:
         return _cases(session, pk, session.execute(select(RunRow.settings).where(RunRow.id == pk)).scalar_one())
 
 
+def fingerprint(engine: Engine, run_id: str) -> dict[str, Any]:
+    """The run's environment fingerprint alone: what an environment diff needs, without its cases."""
+    with transaction(engine) as session:
+        pk = run_pk(session, run_id)
+        return session.execute(
+            select(EnvironmentRow.fingerprint).join(RunRow, RunRow.environment_id == EnvironmentRow.id)
+            .where(RunRow.id == pk)
+        ).scalar_one()
+
+
 def load_run(engine: Engine, run_id: str) -> Run:
     """The run as captured, with array references (the arrays stay in the database)."""
     with transaction(engine) as session:

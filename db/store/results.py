@@ -174,7 +174,7 @@ class WriteLogEntry:
 
     id: int
     at: datetime
-    action: str  # push, delete, golden-set, golden-clear
+    action: str  # push, delete, golden-set, golden-clear, explain
     actor: str  # the uploader, deleter or golden setter as recorded
     channel: str  # cli, page, api
     address: str | None  # the client's address, when known

@@ -8,20 +8,25 @@ comparing anything.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from driftboard.core.run import Run
+from driftboard.core.run import ArraySource, Run
 from driftboard.db.models import GoldenRow, RunRow, VerdictRow
 from driftboard.db.session import read_only_reason, transaction
 from driftboard.db.store.arrays import DbArrays
+from driftboard.db.store.golden_runs import GoldenRuns
 from driftboard.db.store.queries import load_run, policy_key, run_pk, same_suite
 from driftboard.db.store.results import DEFAULT_GOLDEN, DEFAULT_POLICY, VerdictSummary
 from driftboard.db.store.sql import insert, now
+
+if TYPE_CHECKING:
+    from driftboard.core.compare import Policy
+    from driftboard.core.compare.learned import FleetSpread
 
 _BATCH = 200  # verdicts written per transaction by refresh_verdicts
 
@@ -29,17 +34,35 @@ _BATCH = 200  # verdicts written per transaction by refresh_verdicts
 def verdict(engine: Engine, run_id: str, *, golden: str = DEFAULT_GOLDEN,
             policy: str | None = None) -> VerdictSummary | None:
     key = policy_key(policy)
+    return _cached_or_judged(engine, run_id, golden, key, lambda found: _judge(
+        engine, found.golden_pk, found.golden_name, found.pk, found.run_name, key, DbArrays(engine), {}, golden))
+
+
+def pushed_verdict(engine: Engine, run: Run, arrays: ArraySource, goldens: GoldenRuns) -> VerdictSummary | None:
+    """``verdict`` (default golden and policy) of a run just stored, judged from the validated run in memory.
+
+    The same lookup and the same row kept as ``verdict``, but the candidate is not read back from the
+    database and the golden comes from ``goldens``, kept by its content (which golden applies is looked
+    up here each time, so a golden changed is honoured at once).
+    """
+    def judge(found: _Found) -> dict[str, Any]:
+        base, base_arrays = goldens.get(engine, found.golden_name, found.golden_digest)
+        return _verdict_row(found.golden_pk, found.pk, DEFAULT_POLICY, base, base_arrays, run, arrays)
+
+    return _cached_or_judged(engine, run.run_id, DEFAULT_GOLDEN, DEFAULT_POLICY, judge)
+
+
+def _cached_or_judged(engine: Engine, run_id: str, golden: str, key: str,
+                      judge: Callable[[_Found], dict[str, Any]]) -> VerdictSummary | None:
     with transaction(engine) as session:
-        pk = run_pk(session, run_id)
-        found = _verdict_lookup(session, pk, golden, key)
+        found = _verdict_lookup(session, run_pk(session, run_id), golden, key)
     if found is None:
         return None
-    run_name, golden_name, golden_pk, cached = found
-    if cached is not None:
-        return _verdict_summary(golden_name, run_name, cached, True)
-    row = _judge(engine, golden_pk, golden_name, pk, run_name, key, DbArrays(engine), {}, golden)
+    if found.cached is not None:
+        return _verdict_summary(found.golden_name, found.run_name, found.cached, True)
+    row = judge(found)
     _keep_verdicts(engine, [row])
-    return _verdict_summary(golden_name, run_name, VerdictRow(**row), False)
+    return _verdict_summary(found.golden_name, found.run_name, VerdictRow(**row), False)
 
 
 def refresh_verdicts(engine: Engine, *, golden: str = DEFAULT_GOLDEN, policy: str | None = None,
@@ -78,7 +101,7 @@ def forget_verdicts_of(session: Session, golden_run_pk: int) -> None:
 def _judge(engine: Engine, golden_pk: int, golden_name: str, pk: int, run_name: str, key: str,
            arrays: DbArrays, goldens: dict[int, Run], golden: str = DEFAULT_GOLDEN) -> dict[str, Any]:
     """The verdict row of one run against one golden run (``golden``: the golden's name, for ``fleet``)."""
-    from driftboard.core.compare import compare_runs, parse_policy
+    from driftboard.core.compare import parse_policy
     from driftboard.core.run import device_class
     from driftboard.db.store.fleet import fleet_spread
 
@@ -89,7 +112,15 @@ def _judge(engine: Engine, golden_pk: int, golden_name: str, pk: int, run_name: 
     base = goldens[golden_pk]
     fleet = fleet_spread(engine, base.suite_id, base.suite_version, device_class(base), golden=golden,
                          exclude=(run_name,)) if policy is not None and policy.kind == "fleet" else None
-    comparison = compare_runs(base, arrays, candidate, arrays, policy, fleet=fleet)
+    return _verdict_row(golden_pk, pk, key, base, arrays, candidate, arrays, policy, fleet)
+
+
+def _verdict_row(golden_pk: int, pk: int, key: str, base: Run, base_arrays: ArraySource, candidate: Run,
+                 candidate_arrays: ArraySource, policy: Policy | None = None,
+                 fleet: FleetSpread | None = None) -> dict[str, Any]:
+    from driftboard.core.compare import compare_runs
+
+    comparison = compare_runs(base, base_arrays, candidate, candidate_arrays, policy, fleet=fleet)
     counts = {v.value: n for v, n in comparison.counts().items() if n}
     return {"golden_run_pk": golden_pk, "run_pk": pk, "policy": key,
             "worst": comparison.worst.value, "counts": counts, "computed_at": now()}
@@ -111,23 +142,36 @@ def _keep_verdicts(engine: Engine, rows: list[dict[str, Any]]) -> None:
             session.execute(insert(session, VerdictRow).on_conflict_do_nothing(), keep)
 
 
-def _verdict_lookup(session: Session, pk: int, golden: str,
-                    key: str) -> tuple[str, str, int, VerdictRow | None] | None:
-    golden_row = GoldenRow.__table__.alias("g")
-    golden_run = RunRow.__table__.alias("gr")
+class _Found(NamedTuple):
+    """A run and the golden that applies to it, with the verdict already kept for the pair, if any."""
+
+    pk: int
+    run_name: str
+    golden_name: str
+    golden_pk: int
+    golden_digest: str  # the golden's bundle digest: its content, for ``GoldenRuns``
+    cached: VerdictRow | None
+
+
+_GOLDEN_ROW = GoldenRow.__table__.alias("g")  # built once: an alias of a wide table costs a millisecond to build
+_GOLDEN_RUN = RunRow.__table__.alias("gr")
+
+
+def _verdict_lookup(session: Session, pk: int, golden: str, key: str) -> _Found | None:
+    golden_row, golden_run = _GOLDEN_ROW, _GOLDEN_RUN
     found = session.execute(
-        select(RunRow.run_id, golden_run.c.run_id, golden_row.c.run_pk, RunRow.case_count)
+        select(RunRow.run_id, golden_run.c.run_id, golden_row.c.run_pk, golden_run.c.bundle_digest, RunRow.case_count)
         .join(golden_row, and_(golden_row.c.name == golden, *same_suite(golden_row.c)))
         .join(golden_run, golden_run.c.id == golden_row.c.run_pk)
         .where(RunRow.id == pk)
     ).first()
-    if found is None or found[3] == 0:
+    if found is None or found[4] == 0:
         return None
-    run_name, golden_name, golden_pk, _ = found
+    run_name, golden_name, golden_pk, golden_digest, _ = found
     cached = session.execute(select(VerdictRow).where(
         VerdictRow.golden_run_pk == golden_pk, VerdictRow.run_pk == pk, VerdictRow.policy == key)
     ).scalar_one_or_none()
-    return run_name, golden_name, golden_pk, cached
+    return _Found(pk, run_name, golden_name, golden_pk, golden_digest, cached)
 
 
 def _verdict_summary(golden_name: str, run_name: str, row: VerdictRow, cached: bool) -> VerdictSummary:

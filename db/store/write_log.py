@@ -1,6 +1,6 @@
-"""The write log: one row per push, delete, golden set and golden clear, inside the write's own transaction.
+"""The write log: one row per push, delete, golden set and clear, explanation kept, in the write's own transaction.
 
-Every writing path of the store (``ingest``, ``delete``, ``goldens``) calls
+Every writing path of the store (``ingest``, ``delete``, ``goldens``, ``explanations``) calls
 ``record`` with its open session, so a write and its entry commit together or
 roll back together: a failed push logs nothing, a logged delete happened. A
 PostgreSQL pusher's push is logged by ``driftboard_push_run`` itself (migration
@@ -30,7 +30,7 @@ from driftboard.db.session import transaction
 from driftboard.db.store.results import WriteLogEntry
 from driftboard.db.store.sql import now
 
-ACTIONS = ("push", "delete", "golden-set", "golden-clear")
+ACTIONS = ("push", "delete", "golden-set", "golden-clear", "explain")
 CHANNELS = ("cli", "page", "api")
 CLI = "cli"
 MAX_LIMIT = 10_000
