@@ -86,7 +86,7 @@ def database_10k() -> Path:
         f"{bench_store.BUILD_VERSION}/{bench_store.MACHINES}/{bench_store.RUNS_PER_MACHINE}".encode()).hexdigest()[:10]
     path = bench_store.CACHE / f"dashboard-10k-{key}.sqlite"
     if path.exists():
-        with Store(f"sqlite:///{path}", create_if_empty=False) as store:
+        with Store(f"sqlite:///{bench_store.upgraded(path)}", create_if_empty=False) as store:
             if store.stats().runs == bench_store.MACHINES * bench_store.RUNS_PER_MACHINE:
                 return path
         path.unlink()

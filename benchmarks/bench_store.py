@@ -220,12 +220,26 @@ def build_10k(path: Path) -> None:
     record("10k database built", f"{time.perf_counter() - start:.0f} s")
 
 
+def upgraded(path: Path) -> Path:
+    """A cached database brought to this driftboard's schema (as ``driftboard db upgrade`` would), not rebuilt."""
+    from driftboard.db.migrate import upgrade
+    from driftboard.db.session import make_engine
+
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
 def bench_queries(repeats: int, rebuild: bool) -> None:
     key = hashlib.sha256(f"{BUILD_VERSION}/{MACHINES}/{RUNS_PER_MACHINE}".encode()).hexdigest()[:10]
     path = CACHE / f"store-10k-{key}.sqlite"
     CACHE.mkdir(parents=True, exist_ok=True)
     if rebuild or not path.exists():
         build_10k(path)
+    upgraded(path)
     print(f"queries on {path.name}: first page (50 runs) + total count, median of {repeats}", flush=True)
     with Store(f"sqlite:///{path}") as store:
         stats = store.stats()
