@@ -79,6 +79,14 @@ def _when(request: Request, name: str) -> date | datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _pair(request: Request, wanted: str) -> tuple[str, str]:
+    """The ``baseline`` and ``candidate`` query parameters, both required."""
+    baseline, candidate = _text(request, "baseline"), _text(request, "candidate")
+    if not baseline or not candidate:
+        raise ApiError(400, f"give both query parameters: {wanted}")
+    return baseline, candidate
+
+
 def _fail_on(request: Request) -> str:
     from driftboard.core.compare import FAIL_ON
 
@@ -174,9 +182,7 @@ def _bundle_of(run_id: str) -> tuple[str, bytes]:
 async def compare(request: Request) -> Response:
     """``compare --json`` of two stored runs; ``baseline=golden`` is the golden that applies to the candidate."""
     await authorize(request, "view")
-    baseline, candidate = _text(request, "baseline"), _text(request, "candidate")
-    if not baseline or not candidate:
-        raise ApiError(400, "give both query parameters: baseline (a run id, or golden) and candidate (a run id)")
+    baseline, candidate = _pair(request, "baseline (a run id, or golden) and candidate (a run id)")
     doc = await run_in_threadpool(_compare_document, baseline, candidate, _policy_text(request),
                                   _fail_on(request), _text(request, "golden", DEFAULT_GOLDEN) or DEFAULT_GOLDEN)
     return json_response(doc)
@@ -302,9 +308,7 @@ async def show_explanation(request: Request) -> Response:
     from driftboard.db.remote import NO_EXPLANATION
 
     await authorize(request, "view")
-    baseline, candidate = _text(request, "baseline"), _text(request, "candidate")
-    if not baseline or not candidate:
-        raise ApiError(400, "give both query parameters: baseline and candidate (run ids)")
+    baseline, candidate = _pair(request, "baseline and candidate (run ids)")
     found = await run_in_threadpool(lambda: store().explanation(baseline, candidate))
     if found is None:
         raise ApiError(404, f"{NO_EXPLANATION} {baseline} (baseline) and {candidate} (candidate): "
