@@ -112,9 +112,6 @@ def capture(output: str | None, label: str, tags: tuple[str, ...], note: str, re
 
         if not push:
             raise DriftboardError("--server goes with --push: add --push, or push the bundle later")
-        if golden:
-            raise DriftboardError("--golden does not go with --server: the team server's admins mark goldens "
-                                  "(driftboard golden set, or its Runs page)")
         team_server(server_url, token_file, db_url)
     own = OwnChoice(suite_choice, models, cases_file, layers, layers_cap, case_timeout, steps, None if no_seed else seed,
                     truth=not no_truth)
@@ -136,7 +133,8 @@ def capture(output: str | None, label: str, tags: tuple[str, ...], note: str, re
             from driftboard.cli.golden_cmd import mark_golden
 
             # A sweep captures the default variant first.
-            mark_golden(results[0].run_id, reason="marked by driftboard capture --golden", db_url=db_url)
+            mark_golden(results[0].run_id, reason="marked by driftboard capture --golden", db_url=db_url,
+                        server_url=server_url, token_file=token_file)
 
 
 def _capture_one(output: str | None, label: str, tags: tuple[str, ...], note: str, repeats: int,

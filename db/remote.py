@@ -1,7 +1,8 @@
-"""The team server's HTTP API from a client: push bundles, list runs, fetch bundles and goldens, keep explanations.
+"""The team server's HTTP API from a client: push bundles, list runs, fetch bundles and goldens, keep explanations;
+with an admin's token, mark and clear goldens and delete runs.
 
 ``driftboard push --server URL`` and the ``--server`` option of ``runs``,
-``compare``, ``report``, ``golden list`` and ``explain`` use ``TeamServer``. It needs only
+``compare``, ``report``, ``golden list``/``set``/``clear`` and ``explain`` use ``TeamServer``. It needs only
 the standard library (``http.client``), so a pushing process starts fast and
 never imports torch, numpy or SQLAlchemy; comparing loads the fetched bundles
 with the library as if they were local files.
@@ -19,7 +20,8 @@ with the library as if they were local files.
   the server stores a bundle by its run id and content digest, so a push whose
   answer was lost stores nothing twice, and answers "already stored" the
   second time; an explanation replaces the one of its pair, so keeping it twice
-  keeps it once.
+  keeps it once; marking a golden twice leaves it marked. A delete whose answer
+  was lost is answered 404 when retried: the run is gone either way.
 - Uploads stream from the file (a 64 MiB bundle is never held in memory);
   downloads are bounded by the bundle size limit.
 """
@@ -197,6 +199,22 @@ class TeamServer:
     def goldens(self) -> dict[str, Any]:
         """The ``driftboard.goldens`` document."""
         return self._json("GET", "golden")
+
+    def set_golden(self, run_id: str, *, name: str = "default", reason: str = "") -> dict[str, Any]:
+        """Make ``run_id`` the golden ``name`` on the server (an admin token); its ``golden list --json`` entry.
+        Retried safely: marking the same run twice leaves it the golden."""
+        body = json.dumps({"run_id": run_id, "name": name, "reason": reason}).encode()
+        status, data = self._request("PUT", "golden", body=lambda: io.BytesIO(body), length=len(body),
+                                     content_type="application/json", limit=MAX_JSON_BYTES)
+        return self._parse(data, status)
+
+    def clear_golden(self, run_id: str, *, name: str = "default") -> dict[str, Any]:
+        """Remove the golden ``name`` that applies to ``run_id`` (an admin token); ``{"cleared": entry}``."""
+        return self._json("DELETE", "golden", urlencode({"run_id": run_id, "name": name}))
+
+    def delete_run(self, run_id: str) -> dict[str, Any]:
+        """Delete the run with exactly this id (an admin token); ``{"run_id", "arrays_removed", "bytes_freed"}``."""
+        return self._json("DELETE", f"runs/{quote(run_id, safe='')}")
 
     def save_explanation(self, explanation: Explanation) -> dict[str, Any]:
         """Keep ``explanation`` with its pair of runs on the server (both stored there), replacing an older one;

@@ -306,8 +306,10 @@ def test_no_command_takes_the_token_as_an_argument(capsys):
 def test_capture_refuses_server_options_it_cannot_use_before_capturing(capsys, tmp_path):
     code, _, err = cli(capsys, "capture", "-o", str(tmp_path / "x.driftboard"), "--server", "http://127.0.0.1:9")
     assert code == 2 and err == "driftboard: error: --server goes with --push: add --push, or push the bundle later\n"
-    code, _, err = cli(capsys, "capture", "--push", "--golden", "--server", "http://127.0.0.1:9")
-    assert code == 2 and "--golden does not go with --server" in err
+    missing = tmp_path / "no-token"
+    code, _, err = cli(capsys, "capture", "--push", "--golden", "--server", "http://127.0.0.1:9",
+                       "--token-file", str(missing))
+    assert code == 2 and f"cannot read token file {missing}" in err
     assert not (tmp_path / "x.driftboard").exists()
 
 

@@ -11,6 +11,7 @@ process (``db.push_workers``). The store is the server's shared one
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -266,15 +267,7 @@ async def save_explanation(request: Request) -> Response:
     from driftboard.db.store.explanations import MAX_DOCUMENT
 
     caller = await authorize(request, "upload")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != JSON_TYPE:  # a browser cannot send this type to another site without asking first (CORS)
-        raise ApiError(415, f"send the explanation as Content-Type: {JSON_TYPE}")
-    limits = BodyLimits.from_env().sized(MAX_DOCUMENT, "explanation", "an explanation")
-    path = await receive_to_file(request, limits)
-    try:
-        data = path.read_bytes()
-    finally:
-        path.unlink(missing_ok=True)
+    data = await _json_bytes(request, MAX_DOCUMENT, "explanation", "an explanation")
     return json_response(await run_in_threadpool(_keep_explanation, data, caller), 201)
 
 
@@ -316,15 +309,102 @@ async def show_explanation(request: Request) -> Response:
     return json_response(found.to_json())
 
 
+@guarded
+async def set_golden(request: Request) -> Response:
+    """``{"run_id", "name", "reason"}`` as the body: make that run a golden. An admin's action (``golden``);
+    the store logs it (who, "api", from where) in the transaction that marks it. Answers the golden's entry."""
+    from driftboard.db.documents import golden_json
+    caller = await authorize(request, "golden")
+    fields = await _json_body(request, GOLDEN_FIELDS, "a golden")
+    run_id, name, reason = fields["run_id"], fields.get("name", DEFAULT_GOLDEN), fields.get("reason", "")
+    mark = await run_in_threadpool(lambda: store().set_golden(run_id, name=name, set_by=caller.name, reason=reason,
+                                                              channel="api", address=caller.address))
+    return json_response(golden_json(mark))
+
+
+@guarded
+async def clear_golden(request: Request) -> Response:
+    """Remove the golden ``name`` that applies to ``run_id`` (as ``driftboard golden clear``); admin, logged."""
+    caller = await authorize(request, "golden")
+    run_id = _text(request, "run_id", max_chars=RUN_ID_CHARS)
+    if not run_id:
+        raise ApiError(400, "give the query parameter run_id: the golden that applies to that run is cleared")
+    name = _text(request, "name", DEFAULT_GOLDEN, max_chars=64) or DEFAULT_GOLDEN
+    return json_response(await run_in_threadpool(_clear_golden, run_id, name, caller))
+
+
+def _clear_golden(run_id: str, name: str, caller: Caller) -> dict[str, Any]:
+    from driftboard.db.documents import golden_json
+
+    s = store()
+    mark = s.golden_for(run_id, name=name)
+    if mark is None or not s.clear_golden(mark.key, actor=caller.name, channel="api", address=caller.address):
+        _golden_of(s, run_id, name)  # raises the 404 that says why there is none
+        raise NotFoundError(f"no golden {name!r} applies to run {run_id}")
+    return {"cleared": golden_json(mark)}
+
+
+@guarded
+async def delete_run(request: Request) -> Response:
+    """Delete a run named by its full id (never a prefix: a delete must not guess); admin, logged."""
+    caller = await authorize(request, "delete")
+    run_id = request.path_params["run_id"]
+    return json_response(await run_in_threadpool(_delete_run, run_id, caller))
+
+
+def _delete_run(run_id: str, caller: Caller) -> dict[str, Any]:
+    s = store()
+    if _stored_id(s, run_id) != run_id:
+        raise NotFoundError(f"no run {run_id[:RUN_ID_CHARS]!r} on this server (give the full run id to delete)")
+    result = s.delete_run(run_id, actor=caller.name, channel="api", address=caller.address)
+    return dataclasses.asdict(result)  # run_id, arrays_removed, bytes_freed
+
+
+async def _json_bytes(request: Request, most: int, name: str, what: str) -> bytes:
+    """A JSON body of at most ``most`` bytes, read whole (``name``/``what`` word its errors); 415 for another type."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != JSON_TYPE:  # a browser cannot send this type to another site without asking first (CORS)
+        raise ApiError(415, f"send {what} as Content-Type: {JSON_TYPE}")
+    path = await receive_to_file(request, BodyLimits.from_env().sized(most, name, what))
+    try:
+        return path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+GOLDEN_FIELDS = {"run_id": RUN_ID_CHARS, "name": 64, "reason": 1000}  # field -> most characters
+MAX_ADMIN_BODY = 4096
+
+
+async def _json_body(request: Request, fields: dict[str, int], what: str) -> dict[str, str]:
+    """A small JSON object of text fields (``run_id`` required), checked in full before anything is done."""
+    data = await _json_bytes(request, MAX_ADMIN_BODY, what, what)
+    try:
+        found = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, f"the body is not JSON: send {what} as a JSON object") from None
+    if not isinstance(found, dict):
+        raise ApiError(400, f"the body must be a JSON object with {', '.join(fields)}")
+    unknown = sorted(set(found) - set(fields))
+    if unknown:
+        raise ApiError(400, f"unknown field {unknown[0]!r} (the fields are {', '.join(fields)})")
+    for field, value in found.items():
+        if not isinstance(value, str) or len(value) > fields[field]:
+            raise ApiError(400, f"field {field!r} must be text of at most {fields[field]} characters")
+    if not found.get("run_id"):
+        raise ApiError(400, "field 'run_id' is required")
+    return found
+
+
 # path -> method -> handler: every operation of the API, as openapi.json describes them
 OPERATIONS: dict[str, dict[str, Handler]] = {
     f"{PREFIX}/health": {"GET": health},
     f"{PREFIX}/openapi.json": {"GET": openapi},
     f"{PREFIX}/runs": {"GET": list_runs, "POST": push},
-    f"{PREFIX}/runs/{{run_id}}": {"GET": show_run},
+    f"{PREFIX}/runs/{{run_id}}": {"GET": show_run, "DELETE": delete_run},
     f"{PREFIX}/runs/{{run_id}}/bundle": {"GET": download_bundle},
     f"{PREFIX}/compare": {"GET": compare},
-    f"{PREFIX}/golden": {"GET": goldens},
+    f"{PREFIX}/golden": {"GET": goldens, "PUT": set_golden, "DELETE": clear_golden},
     f"{PREFIX}/explanations": {"GET": show_explanation, "POST": save_explanation},
 }
 
