@@ -244,9 +244,9 @@ def test_a_stored_baseline_keeps_its_repeat_spread(fresh_db: str) -> None:
 
 def test_a_bundle_may_not_bring_the_stores_spread_key(sqlite_url: str) -> None:
     from driftboard.core.errors import BundleError
-    from driftboard.db.store.spread_store import SPREAD_KEY
+    from driftboard.db.store.run_extras import SPREAD
 
     run, arrays = stored_run(0, 0)
-    forged = replace(run, settings={**run.settings, SPREAD_KEY: [None] * len(run.cases)})
+    forged = replace(run, settings={**run.settings, SPREAD.key: [None] * len(run.cases)})
     with Store(sqlite_url) as store, pytest.raises(BundleError, match="reserved for the store"):
         store.ingest(bundle_bytes(forged, arrays))

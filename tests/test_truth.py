@@ -33,7 +33,7 @@ from driftboard.core.compare.truth import (
 from driftboard.core.errors import BundleError, PolicyError, StoreError
 from driftboard.core.run import ModuleCall, TruthError
 from driftboard.db.store import Store
-from driftboard.db.store.truth_store import TRUTH_KEY
+from driftboard.db.store.run_extras import TRUTH
 
 
 def truth(rel_l2: float | None, *, max_abs: float = 1e-7, error: str | None = None) -> TruthError:
@@ -254,7 +254,7 @@ def test_truth_survives_ingest_and_load_run(fresh_db: str) -> None:
         store.ingest(data)
         back, _ = store.load_run(run.run_id)
         assert back.cases == bundle.run.cases
-        assert back.settings == bundle.run.settings and TRUTH_KEY not in back.settings
+        assert back.settings == bundle.run.settings and TRUTH.key not in back.settings
         assert store.case_results(run.run_id) == bundle.run.cases
         # a run without any truth is stored as before: no key in its settings
         plain, plain_arrays = make_run(2, 1)
@@ -264,7 +264,7 @@ def test_truth_survives_ingest_and_load_run(fresh_db: str) -> None:
 
 def test_a_bundle_may_not_bring_the_stores_truth_key(fresh_db: str) -> None:
     run, arrays = make_run(1, 1)
-    data = bundle_bytes(replace(run, settings={**run.settings, TRUTH_KEY: []}), arrays)
+    data = bundle_bytes(replace(run, settings={**run.settings, TRUTH.key: []}), arrays)
     with Store(fresh_db) as store, pytest.raises(BundleError, match="reserved"):
         store.ingest(data)
 
@@ -282,7 +282,7 @@ def test_a_damaged_stored_truth_is_a_one_line_store_error(sqlite_url: str) -> No
         engine = make_engine(sqlite_url)
         try:
             with transaction(engine, write=True) as session:
-                session.execute(update(RunRow).values(settings={**run.settings, TRUTH_KEY: [{"rel_l2": -1}]}))
+                session.execute(update(RunRow).values(settings={**run.settings, TRUTH.key: [{"rel_l2": -1}]}))
         finally:
             engine.dispose()
         with pytest.raises(StoreError, match="float64 truth of a stored run is corrupt") as caught:

@@ -43,7 +43,7 @@ from driftboard.db.models import (
 )
 from driftboard.db.session import retry_conflicts, transaction
 from driftboard.db.store import ingest_pusher as pusher
-from driftboard.db.store import own_blob, spread_store, training_blob, truth_store, write_log
+from driftboard.db.store import own_blob, run_extras, training_blob, write_log
 from driftboard.db.store.arrays import CODEC, compress
 from driftboard.db.store.results import IngestResult
 from driftboard.db.store.sql import chunks, insert, now
@@ -275,8 +275,7 @@ def _refuse_unstorable(run: Run, flat: dict[str, Any]) -> None:
             raise BundleError(field_name, "contains a NUL character")
         if not _is_utf8(value):
             raise BundleError(field_name, "is not valid Unicode text (it holds a lone surrogate)")
-    truth_store.refuse_reserved(run)
-    spread_store.refuse_reserved(run)
+    run_extras.refuse_reserved(run)
     if run.suite_version > _INT32_MAX:
         raise BundleError("run.suite.version", f"{run.suite_version} is larger than {_INT32_MAX}")
     for i, case in enumerate(run.cases):
@@ -386,7 +385,7 @@ def _insert_run(session: Session, plan: _Plan, machine_pk: int, environment_pk: 
         "created_at": run.created_at, "captured_at": plan.captured_at, "uploaded_at": now(),
         "uploader": uploader, "label": run.label, "tags": list(run.tags), "note": run.note,
         "suite_id": run.suite_id, "suite_version": run.suite_version, "variant": run.variant,
-        "device_class": plan.device_class, "settings": spread_store.stored_settings(run, truth_store.stored_settings(run)),
+        "device_class": plan.device_class, "settings": run_extras.stored_settings(run),
         "tool_version": run.tool_version,
         "imported": run.imported, "case_count": len(run.cases), "machine_id": machine_pk,
         "environment_id": environment_pk,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from driftboard.core.errors import StoreError
 from driftboard.db.models import EnvironmentRow
-from driftboard.db.store import spread_store, truth_store
+from driftboard.db.store import run_extras
 from driftboard.db.store.arrays import CODEC
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _payload(plan: _Plan, shas: list[str]) -> dict[str, Any]:
             "created_at": run.created_at, "captured_at": plan.captured_at.isoformat(), "label": run.label,
             "tags": _json(list(run.tags)), "note": run.note, "suite_id": run.suite_id,
             "suite_version": run.suite_version, "variant": run.variant, "device_class": plan.device_class,
-            "settings": _json(spread_store.stored_settings(run, truth_store.stored_settings(run))),
+            "settings": _json(run_extras.stored_settings(run)),
             "tool_version": run.tool_version, "imported": run.imported,
             "case_count": len(run.cases),
         },

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast
 from sqlalchemy.orm import Session
 
 from driftboard.core.bundle import DEFAULT_LIMITS, BundleError
 from driftboard.core.bundle_own import Budget, own_from_json, own_json
 from driftboard.core.errors import StoreError
 from driftboard.core.run import ArrayRef, CaseResult, sha256_hex
-from driftboard.db.models import ArrayRow, CaseOutcomeRow
-from driftboard.db.store.arrays import decompress
-from driftboard.db.store.sql import chunks
+from driftboard.db.models import CaseOutcomeRow
+from driftboard.db.store import case_blobs
 
 OWN_ENTRY = "driftboard:own"
 
@@ -69,30 +68,7 @@ def is_own_outcome() -> ColumnElement[bool]:
 
 def with_own(session: Session, cases: Sequence[CaseResult]) -> tuple[CaseResult, ...]:
     """Cases read from outcome rows, with each own case's blob turned back into ``CaseResult.own``."""
-    wanted = {ref.sha256 for case in cases for name, ref in case.layers if name == OWN_ENTRY}
-    if not wanted:
-        return tuple(cases)
-    blobs = _load(session, sorted(wanted))
-    out = []
-    for case in cases:
-        own = [ref for name, ref in case.layers if name == OWN_ENTRY]
-        if not own:
-            out.append(case)
-            continue
-        layers = tuple((name, ref) for name, ref in case.layers if name != OWN_ENTRY)
-        out.append(replace(case, layers=layers, own=_decode(own[0], blobs)))
-    return tuple(out)
-
-
-def _load(session: Session, shas: list[str]) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    for chunk in chunks(shas, 500):
-        rows = session.execute(
-            select(ArrayRow.sha256, ArrayRow.codec, ArrayRow.nbytes, ArrayRow.data).where(ArrayRow.sha256.in_(chunk))
-        ).all()
-        for sha, codec, nbytes, stored in rows:
-            found[sha] = decompress(sha, codec, nbytes, stored)
-    return found
+    return case_blobs.attach(session, cases, OWN_ENTRY, "own", _decode)
 
 
 def _decode(ref: ArrayRef, blobs: dict[str, bytes]) -> Any:

@@ -24,7 +24,7 @@ from driftboard.db.models import (
     VerdictRow,
 )
 from driftboard.db.session import transaction
-from driftboard.db.store import own_blob, spread_store, training_blob, truth_store
+from driftboard.db.store import own_blob, run_extras, training_blob
 from driftboard.db.store.results import (
     DEFAULT_GOLDEN,
     DEFAULT_POLICY,
@@ -133,7 +133,7 @@ def load_run(engine: Engine, run_id: str) -> Run:
             .where(RunRow.id == pk)
         ).one()
         cases = _cases(session, pk, row.settings)
-    settings, _ = truth_store.split(spread_store.split(row.settings)[0])  # the truth and spreads are in the cases
+    settings = run_extras.captured_settings(row.settings)  # the truth and spreads are in the cases
     return Run(
         run_id=row.run_id, created_at=row.created_at, suite_id=row.suite_id, suite_version=row.suite_version,
         variant=row.variant, fingerprint=fingerprint, fingerprint_digest=fp_digest, cases=cases,
@@ -347,5 +347,4 @@ def _cases(session: Session, pk: int, settings: dict[str, Any] | None = None) ->
             repeat_identical=identical, seconds=seconds, error=o.error,
         ))
     cases = training_blob.with_training(session, own_blob.with_own(session, cases))
-    cases = truth_store.with_truth(cases, truth_store.split(settings)[1])
-    return spread_store.with_spread(cases, spread_store.split(settings)[1])
+    return run_extras.with_extras(cases, settings)

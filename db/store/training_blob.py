@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from driftboard.core.bundle import DEFAULT_LIMITS, BundleError
 from driftboard.core.bundle_training import training_from_json, training_json
 from driftboard.core.errors import StoreError
 from driftboard.core.run import ArrayRef, CaseResult, TrainingTrace, sha256_hex
-from driftboard.db.store.own_blob import _load
+from driftboard.db.store import case_blobs
 
 TRAINING_ENTRY = "driftboard:training"
 
@@ -49,19 +49,7 @@ def encode(case: CaseResult) -> TrainingBlob | None:
 
 def with_training(session: Session, cases: Sequence[CaseResult]) -> tuple[CaseResult, ...]:
     """Cases read from outcome rows, with each training case's blob turned back into ``CaseResult.training``."""
-    wanted = {ref.sha256 for case in cases for name, ref in case.layers if name == TRAINING_ENTRY}
-    if not wanted:
-        return tuple(cases)
-    blobs = _load(session, sorted(wanted))
-    out = []
-    for case in cases:
-        found = [ref for name, ref in case.layers if name == TRAINING_ENTRY]
-        if not found:
-            out.append(case)
-            continue
-        layers = tuple((name, ref) for name, ref in case.layers if name != TRAINING_ENTRY)
-        out.append(replace(case, layers=layers, training=_decode(found[0], blobs)))
-    return tuple(out)
+    return case_blobs.attach(session, cases, TRAINING_ENTRY, "training", _decode)
 
 
 def _decode(ref: ArrayRef, blobs: dict[str, bytes]) -> TrainingTrace:
