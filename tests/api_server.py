@@ -82,6 +82,24 @@ class Server:
 
 
 @contextlib.contextmanager
+def team_database(kind: str, directory: Path, prefix: str) -> Iterator[str]:
+    """A new team database's URL: a SQLite file in ``directory`` (``serve`` creates it), or a migrated schema of
+    the test PostgreSQL server, dropped afterwards (the test is skipped when that server is not reachable)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'team.sqlite'}"
+        return
+    import pytest
+    from conftest import _postgres_problem
+    from test_faults import postgres_schema, upgrade_schema
+
+    if _postgres_problem() is not None:
+        pytest.skip(f"PostgreSQL not reachable: {_postgres_problem()}")
+    with postgres_schema(prefix) as url:
+        upgrade_schema(url)
+        yield url
+
+
+@contextlib.contextmanager
 def serving(url: str, directory: Path, *, access_file: Path | None = None,
             env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """``driftboard serve --db URL [--auth FILE]`` on a free loopback port, from a hostile directory."""

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from api_server import TOKENS, Server, bearer, serving, write_access_file
+from api_server import TOKENS, Server, bearer, serving, team_database, write_access_file
 from cli_runner import run_driftboard as cli
 from db_factory import make_bundle
 
@@ -27,24 +27,9 @@ JSON = {"Content-Type": "application/json"}
 def server(request, tmp_path_factory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp(f"api-admin-{request.param}")
     access = write_access_file(directory / "team-auth.toml")
-    if request.param == "sqlite":
-        with serving(f"sqlite:///{directory / 'team.sqlite'}", directory, access_file=access) as s:
-            yield s
-        return
-    from conftest import _postgres_problem
-    from test_faults import postgres_schema
-
-    if _postgres_problem() is not None:
-        pytest.skip(f"PostgreSQL not reachable: {_postgres_problem()}")
-    with postgres_schema("api_admin") as url:
-        from driftboard.db.migrate import upgrade
-        from driftboard.db.session import make_engine
-
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        with serving(url, directory, access_file=access) as s:
-            yield s
+    with team_database(request.param, directory, "api_admin") as url, \
+            serving(url, directory, access_file=access) as s:
+        yield s
 
 
 def put_golden(server: Server, body: object, who: str | None = "alice", raw: bytes | None = None,

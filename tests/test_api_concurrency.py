@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from api_server import Server, bearer, serving, write_access_file
-from test_faults import integrity_problems, make_bundles, postgres_schema, run_id_of
+from api_server import Server, bearer, serving, team_database, write_access_file
+from test_faults import integrity_problems, make_bundles, run_id_of
 
 from driftboard.db.store import Store
 
@@ -64,20 +64,7 @@ def dashboard_latencies(server: Server, stop: threading.Event, seen: list[float]
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'team.sqlite'}"
-        return
-    from conftest import _postgres_problem
-
-    if _postgres_problem() is not None:
-        pytest.skip(f"PostgreSQL not reachable: {_postgres_problem()}")
-    with postgres_schema("apiload") as url:
-        from driftboard.db.migrate import upgrade
-        from driftboard.db.session import make_engine
-
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
+    with team_database(request.param, tmp_path, "apiload") as url:
         yield url
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_server import Server, bearer, serving, write_access_file
+from api_server import Server, bearer, serving, team_database, write_access_file
 from click.testing import CliRunner
 from db_factory import make_bundle, make_run
 
@@ -38,24 +38,9 @@ TIMEOUTS = {"DRIFTBOARD_API_IDLE_SECONDS": "2", "DRIFTBOARD_API_BODY_SECONDS": "
 def server(request, tmp_path_factory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp(f"api-{request.param}")
     access = write_access_file(directory / "team-auth.toml")
-    if request.param == "sqlite":
-        with serving(f"sqlite:///{directory / 'team.sqlite'}", directory, access_file=access, env=TIMEOUTS) as s:
-            yield s
-        return
-    from conftest import _postgres_problem
-    from test_faults import postgres_schema
-
-    if _postgres_problem() is not None:
-        pytest.skip(f"PostgreSQL not reachable: {_postgres_problem()}")
-    with postgres_schema("api") as url:
-        from driftboard.db.migrate import upgrade
-        from driftboard.db.session import make_engine
-
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        with serving(url, directory, access_file=access, env=TIMEOUTS) as s:
-            yield s
+    with team_database(request.param, directory, "api") as url, \
+            serving(url, directory, access_file=access, env=TIMEOUTS) as s:
+        yield s
 
 
 def stored(server: Server) -> set[str]:

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from api_server import TOKENS, Server, bearer, serving, write_access_file
+from api_server import TOKENS, Server, bearer, serving, team_database, write_access_file
 from db_factory import make_bundle
 from explanation_factory import explanation as make_explanation
 from pg_cluster import migrate_and_grant, refused, scratch_cluster
@@ -62,18 +62,7 @@ def server(request, tmp_path_factory) -> Iterator[Server]:
                 assert s.push(make_bundle(machine, 1), bearer("ci")).status == 201
             yield s
 
-    if request.param == "sqlite":
-        yield from serve(f"sqlite:///{directory / 'team.sqlite'}")
-        return
-    from conftest import _postgres_problem
-    from test_faults import postgres_schema
-
-    if _postgres_problem() is not None:
-        pytest.skip(f"PostgreSQL not reachable: {_postgres_problem()}")
-    with postgres_schema("explain") as url:
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
+    with team_database(request.param, directory, "explain") as url:
         yield from serve(url)
 
 
